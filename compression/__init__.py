@@ -1,0 +1,1 @@
+"""splat.compression: compressed scene formats (placeholder package; see issues)."""

@@ -1,0 +1,14 @@
+// Python bindings of the CPU rasterizer ops (inputs are checked in Python).
+#include "ops.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+    using namespace splat::cpu;
+    m.def("project_forward", &project_forward);
+    m.def("project_backward", &project_backward);
+    m.def("sh_forward", &sh_forward);
+    m.def("sh_backward", &sh_backward);
+    m.def("intersect_tiles", &intersect_tiles);
+    m.def("blend_forward", &blend_forward);
+    m.def("blend_backward", &blend_backward);
+    m.def("num_threads", &num_threads);
+}

@@ -1,0 +1,116 @@
+// Projection of N Gaussians into C cameras: parallel over Gaussians.
+#include <ATen/Parallel.h>
+
+#include "camera.h"
+#include "ops.h"
+
+namespace splat::cpu {
+
+int num_threads() { return std::max(1, at::get_num_threads()); }
+
+std::vector<Tensor> project_forward(const Tensor& means, const Tensor& quats, const Tensor& scales,
+                                    const Tensor& opacities, const Tensor& viewmats, const Tensor& Ks, int64_t width,
+                                    int64_t height, double eps2d, double near_plane, double far_plane,
+                                    bool antialiased) {
+    const int64_t N = means.size(0), C = viewmats.size(0);
+    auto f32 = means.options();
+    Tensor radii = torch::zeros({C, N, 2}, f32.dtype(torch::kInt32));
+    Tensor means2d = torch::zeros({C, N, 2}, f32);
+    Tensor depths = torch::zeros({C, N}, f32);
+    Tensor conics = torch::zeros({C, N, 3}, f32);
+    Tensor comps = torch::zeros({C, N}, f32);
+    const float *m = means.data_ptr<float>(), *q = quats.data_ptr<float>(), *s = scales.data_ptr<float>();
+    const float *op = opacities.data_ptr<float>(), *vm = viewmats.data_ptr<float>(), *k = Ks.data_ptr<float>();
+    int* r_out = radii.data_ptr<int>();
+    float *m2 = means2d.data_ptr<float>(), *d_out = depths.data_ptr<float>(), *c_out = conics.data_ptr<float>();
+    float* comp_out = comps.data_ptr<float>();
+    ProjectionSettings settings = {float(eps2d), float(near_plane), float(far_plane), antialiased};
+
+    at::parallel_for(0, N, 1024, [&](int64_t begin, int64_t end) {
+        for (int64_t c = 0; c < C; ++c) {
+            Camera cam = load_camera(vm + c * 16, k + c * 9, int(width), int(height));
+            for (int64_t n = begin; n < end; ++n) {
+                Projection p = project_gaussian({m[n * 3], m[n * 3 + 1], m[n * 3 + 2]},
+                                                {q[n * 4], q[n * 4 + 1], q[n * 4 + 2], q[n * 4 + 3]},
+                                                {s[n * 3], s[n * 3 + 1], s[n * 3 + 2]}, op[n], cam, settings);
+                int64_t i = c * N + n;
+                d_out[i] = p.depth;
+                m2[i * 2] = p.mean2d.x;
+                m2[i * 2 + 1] = p.mean2d.y;
+                c_out[i * 3] = p.conic.a;
+                c_out[i * 3 + 1] = p.conic.b;
+                c_out[i * 3 + 2] = p.conic.c;
+                comp_out[i] = p.compensation;
+                r_out[i * 2] = p.valid ? p.radius_x : 0;
+                r_out[i * 2 + 1] = p.valid ? p.radius_y : 0;
+            }
+        }
+    });
+    return {radii, means2d, depths, conics, comps};
+}
+
+std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, const Tensor& scales,
+                                     const Tensor& viewmats, const Tensor& Ks, int64_t width, int64_t height,
+                                     double eps2d, double near_plane, double far_plane, bool antialiased,
+                                     const Tensor& radii, const Tensor& v_means2d, const Tensor& v_depths,
+                                     const Tensor& v_conics, const Tensor& v_compensations) {
+    const int64_t N = means.size(0), C = viewmats.size(0);
+    Tensor v_means = torch::zeros({N, 3}, means.options());
+    Tensor v_quats = torch::zeros({N, 4}, means.options());
+    Tensor v_scales = torch::zeros({N, 3}, means.options());
+    // Viewmat gradients are reduced over fixed-size blocks of Gaussians, then
+    // summed in block order: the result does not depend on the thread count.
+    constexpr int64_t BLOCK = 1024;
+    const int64_t n_blocks = (N + BLOCK - 1) / BLOCK;
+    Tensor v_view_blocks = torch::zeros({std::max<int64_t>(n_blocks, 1), C, 12}, means.options());
+    const float *m = means.data_ptr<float>(), *q = quats.data_ptr<float>(), *s = scales.data_ptr<float>();
+    const float *vm = viewmats.data_ptr<float>(), *k = Ks.data_ptr<float>();
+    const int* r = radii.data_ptr<int>();
+    const float *vm2 = v_means2d.data_ptr<float>(), *vd = v_depths.data_ptr<float>();
+    const float *vc = v_conics.data_ptr<float>(), *vcomp = v_compensations.data_ptr<float>();
+    float *vm_out = v_means.data_ptr<float>(), *vq_out = v_quats.data_ptr<float>();
+    float *vs_out = v_scales.data_ptr<float>(), *vb = v_view_blocks.data_ptr<float>();
+    ProjectionSettings settings = {float(eps2d), float(near_plane), float(far_plane), antialiased};
+
+    at::parallel_for(0, n_blocks, 1, [&](int64_t block_begin, int64_t block_end) {
+        for (int64_t block = block_begin; block < block_end; ++block) {
+            for (int64_t c = 0; c < C; ++c) {
+                Camera cam = load_camera(vm + c * 16, k + c * 9, int(width), int(height));
+                float* acc = vb + (block * C + c) * 12;
+                for (int64_t n = block * BLOCK; n < std::min(N, (block + 1) * BLOCK); ++n) {
+                    int64_t i = c * N + n;
+                    if (r[i * 2] <= 0 && r[i * 2 + 1] <= 0) continue;
+                    ProjectionGrad g = project_gaussian_backward(
+                        {m[n * 3], m[n * 3 + 1], m[n * 3 + 2]},
+                        {q[n * 4], q[n * 4 + 1], q[n * 4 + 2], q[n * 4 + 3]},
+                        {s[n * 3], s[n * 3 + 1], s[n * 3 + 2]}, cam, settings, {vm2[i * 2], vm2[i * 2 + 1]},
+                        vd[i], {vc[i * 3], vc[i * 3 + 1], vc[i * 3 + 2]}, vcomp[i]);
+                    vm_out[n * 3] += g.v_mean.x;
+                    vm_out[n * 3 + 1] += g.v_mean.y;
+                    vm_out[n * 3 + 2] += g.v_mean.z;
+                    vq_out[n * 4] += g.v_quat.w;
+                    vq_out[n * 4 + 1] += g.v_quat.x;
+                    vq_out[n * 4 + 2] += g.v_quat.y;
+                    vq_out[n * 4 + 3] += g.v_quat.z;
+                    vs_out[n * 3] += g.v_scale.x;
+                    vs_out[n * 3 + 1] += g.v_scale.y;
+                    vs_out[n * 3 + 2] += g.v_scale.z;
+                    for (int a = 0; a < 3; ++a) {
+                        for (int b = 0; b < 3; ++b) acc[a * 4 + b] += g.v_R.m[a][b];
+                    }
+                    acc[3] += g.v_t.x;
+                    acc[7] += g.v_t.y;
+                    acc[11] += g.v_t.z;
+                }
+            }
+        }
+    });
+    Tensor v_viewmats = torch::zeros({C, 4, 4}, means.options());
+    float* vv = v_viewmats.data_ptr<float>();
+    for (int64_t block = 0; block < n_blocks; ++block)
+        for (int64_t c = 0; c < C; ++c)
+            for (int j = 0; j < 12; ++j) vv[c * 16 + j] += vb[(block * C + c) * 12 + j];  // rows 0..2
+    return {v_means, v_quats, v_scales, v_viewmats};
+}
+
+}  // namespace splat::cpu

@@ -1,0 +1,47 @@
+// Spherical harmonics colors for C cameras x N Gaussians: parallel over Gaussians.
+#include <ATen/Parallel.h>
+
+#include "../include/sh.h"
+#include "ops.h"
+
+namespace splat::cpu {
+
+// dirs [C, N, 3], coeffs [N, K, 3] -> colors [C, N, 3]
+Tensor sh_forward(int64_t degree, const Tensor& dirs, const Tensor& coeffs) {
+    const int64_t C = dirs.size(0), N = dirs.size(1), K = coeffs.size(1);
+    Tensor colors = torch::empty({C, N, 3}, dirs.options());
+    const float *d = dirs.data_ptr<float>(), *co = coeffs.data_ptr<float>();
+    float* out = colors.data_ptr<float>();
+    at::parallel_for(0, N, 2048, [&](int64_t begin, int64_t end) {
+        for (int64_t c = 0; c < C; ++c)
+            for (int64_t n = begin; n < end; ++n) {
+                const float* dir = d + (c * N + n) * 3;
+                sh_to_color(int(degree), {dir[0], dir[1], dir[2]}, co + n * K * 3, out + (c * N + n) * 3);
+            }
+    });
+    return colors;
+}
+
+// -> v_dirs [C, N, 3], v_coeffs [N, K, 3] (summed over cameras in camera order)
+std::vector<Tensor> sh_backward(int64_t degree, const Tensor& dirs, const Tensor& coeffs, const Tensor& v_colors) {
+    const int64_t C = dirs.size(0), N = dirs.size(1), K = coeffs.size(1);
+    Tensor v_dirs = torch::zeros({C, N, 3}, dirs.options());
+    Tensor v_coeffs = torch::zeros({N, K, 3}, dirs.options());
+    const float *d = dirs.data_ptr<float>(), *co = coeffs.data_ptr<float>(), *vc = v_colors.data_ptr<float>();
+    float *vd = v_dirs.data_ptr<float>(), *vco = v_coeffs.data_ptr<float>();
+    at::parallel_for(0, N, 2048, [&](int64_t begin, int64_t end) {
+        for (int64_t n = begin; n < end; ++n)
+            for (int64_t c = 0; c < C; ++c) {
+                int64_t i = c * N + n;
+                const float* dir = d + i * 3;
+                Vec3 g = sh_to_color_backward(int(degree), {dir[0], dir[1], dir[2]}, co + n * K * 3, vc + i * 3,
+                                              vco + n * K * 3);
+                vd[i * 3] = g.x;
+                vd[i * 3 + 1] = g.y;
+                vd[i * 3 + 2] = g.z;
+            }
+    });
+    return {v_dirs, v_coeffs};
+}
+
+}  // namespace splat::cpu

@@ -1,0 +1,70 @@
+// Per pixel-and-Gaussian math of front-to-back alpha blending, shared by the
+// CPU and CUDA blend kernels. Pixel centers sit at integer + 0.5.
+#pragma once
+
+#include "common.h"
+
+namespace splat {
+
+// Mahalanobis half-distance of the pixel from the Gaussian; d = mean2d - pixel.
+HOST_DEVICE float gaussian_sigma(Sym2 conic, float dx, float dy) {
+    return 0.5f * (conic.a * dx * dx + conic.c * dy * dy) + conic.b * dx * dy;
+}
+
+// Unclamped opacity falloff; alpha = min(ALPHA_MAX, this).
+HOST_DEVICE float gaussian_alpha_raw(float opacity, float sigma) { return opacity * fast_exp(-sigma); }
+
+HOST_DEVICE float clamp_alpha(float raw) { return raw < ALPHA_MAX ? raw : ALPHA_MAX; }  // no fminf: it blocks vectorization
+
+// Does a sample contribute at all? (negative sigma: degenerate conic). Tested on
+// the unclamped alpha, which is equivalent (ALPHA_MAX > ALPHA_MIN) and, unlike
+// a test on the clamped value, lets GCC vectorize the blend loops.
+HOST_DEVICE bool alpha_counts(float sigma, float raw_alpha) { return (sigma >= 0.f) & (raw_alpha >= ALPHA_MIN); }
+
+// Conservative pixel half-extent (x, y) of the region where alpha >= ALPHA_MIN,
+// used to skip rows and columns; the per-pixel test above stays the truth.
+HOST_DEVICE Vec2 alpha_extent(Sym2 conic, float opacity) {
+    float det = conic.a * conic.c - conic.b * conic.b;
+    float smax = logf(fmaxf(opacity, ALPHA_MIN) / ALPHA_MIN);
+    if (!(det > 0.f)) return {1e30f, 1e30f};
+    // region 0.5 d^T Q d <= smax  =>  |dx| <= sqrt(2 smax Q^-1_xx), Q^-1_xx = c / det
+    return {sqrtf(2.f * smax * conic.c / det) + 1.f, sqrtf(2.f * smax * conic.a / det) + 1.f};
+}
+
+// Backward of alpha = min(ALPHA_MAX, opacity * exp(-sigma)) given dL/dalpha:
+// accumulates dL/dopacity, dL/dconic and dL/dmean2d (with d = mean2d - pixel).
+struct SampleGrad {
+    float v_opacity, v_conic_a, v_conic_b, v_conic_c, v_mean_x, v_mean_y;
+};
+
+HOST_DEVICE SampleGrad alpha_backward(Sym2 conic, float opacity, float dx, float dy, float sigma, float v_alpha) {
+    SampleGrad g;
+    float vis = fast_exp(-sigma);
+    v_alpha = opacity * vis > ALPHA_MAX ? 0.f : v_alpha;  // clamped: no gradient (branch-free)
+    g.v_opacity = vis * v_alpha;
+    float v_sigma = -opacity * vis * v_alpha;
+    g.v_conic_a = 0.5f * dx * dx * v_sigma;
+    g.v_conic_b = dx * dy * v_sigma;
+    g.v_conic_c = 0.5f * dy * dy * v_sigma;
+    g.v_mean_x = v_sigma * (conic.a * dx + conic.b * dy);
+    g.v_mean_y = v_sigma * (conic.b * dx + conic.c * dy);
+    return g;
+}
+
+// Tile rectangle [min, max) a Gaussian touches, from its center and radii.
+struct TileRect { int x0, y0, x1, y1; };
+
+HOST_DEVICE TileRect tile_rect(Vec2 mean2d, int radius_x, int radius_y, int tile_size, int tile_width,
+                               int tile_height) {
+    // clamp in float before the int cast: huge footprints must not overflow
+    float ts = static_cast<float>(tile_size), tw = static_cast<float>(tile_width),
+          th = static_cast<float>(tile_height);
+    TileRect r;
+    r.x0 = static_cast<int>(fminf(fmaxf(floorf((mean2d.x - radius_x) / ts), 0.f), tw));
+    r.y0 = static_cast<int>(fminf(fmaxf(floorf((mean2d.y - radius_y) / ts), 0.f), th));
+    r.x1 = static_cast<int>(fminf(fmaxf(ceilf((mean2d.x + radius_x) / ts), 0.f), tw));
+    r.y1 = static_cast<int>(fminf(fmaxf(ceilf((mean2d.y + radius_y) / ts), 0.f), th));
+    return r;
+}
+
+}  // namespace splat

@@ -1,0 +1,97 @@
+// Small vector/matrix types and constants shared by the CPU and CUDA backends.
+// Everything here is HOST_DEVICE so each formula exists once.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define HOST_DEVICE inline
+#endif
+
+namespace splat {
+
+// Mirrors rasterizer/constants.py.
+constexpr float ALPHA_MAX = 0.99f;
+constexpr float ALPHA_MIN = 1.0f / 255.0f;
+constexpr float T_MIN = 1e-4f;
+constexpr float RADIUS_SIGMA = 3.33f;
+constexpr float FOV_CLAMP = 1.3f;
+
+struct Vec2 { float x, y; };
+struct Vec3 { float x, y, z; };
+struct Vec4 { float w, x, y, z; };  // quaternion, scalar first
+struct Sym2 { float a, b, c; };     // symmetric 2x2 [[a, b], [b, c]]
+struct Mat3 { float m[3][3]; };     // row-major
+
+HOST_DEVICE Vec3 operator+(Vec3 a, Vec3 b) { return {a.x + b.x, a.y + b.y, a.z + b.z}; }
+HOST_DEVICE float dot(Vec3 a, Vec3 b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
+
+HOST_DEVICE Vec3 mul(const Mat3& A, Vec3 v) {
+    return {A.m[0][0] * v.x + A.m[0][1] * v.y + A.m[0][2] * v.z,
+            A.m[1][0] * v.x + A.m[1][1] * v.y + A.m[1][2] * v.z,
+            A.m[2][0] * v.x + A.m[2][1] * v.y + A.m[2][2] * v.z};
+}
+
+HOST_DEVICE Vec3 mul_transposed(const Mat3& A, Vec3 v) {  // A^T v
+    return {A.m[0][0] * v.x + A.m[1][0] * v.y + A.m[2][0] * v.z,
+            A.m[0][1] * v.x + A.m[1][1] * v.y + A.m[2][1] * v.z,
+            A.m[0][2] * v.x + A.m[1][2] * v.y + A.m[2][2] * v.z};
+}
+
+HOST_DEVICE Mat3 matmul(const Mat3& A, const Mat3& B) {
+    Mat3 C;
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j)
+            C.m[i][j] = A.m[i][0] * B.m[0][j] + A.m[i][1] * B.m[1][j] + A.m[i][2] * B.m[2][j];
+    return C;
+}
+
+HOST_DEVICE Mat3 transpose(const Mat3& A) {
+    Mat3 T;
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) T.m[i][j] = A.m[j][i];
+    return T;
+}
+
+HOST_DEVICE Mat3 add(const Mat3& A, const Mat3& B) {
+    Mat3 C;
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) C.m[i][j] = A.m[i][j] + B.m[i][j];
+    return C;
+}
+
+HOST_DEVICE Mat3 zeros3() {
+    Mat3 Z;
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) Z.m[i][j] = 0.f;
+    return Z;
+}
+
+// exp for the blend loops: __expf on CUDA; on the CPU a Cephes-style
+// polynomial (about 1 ulp) that the compiler can vectorize, unlike std::exp.
+HOST_DEVICE float fast_exp(float x) {
+#if defined(__CUDA_ARCH__)
+    return __expf(x);
+#else
+    x = x > -87.0f ? x : -87.0f;
+    x = x < 88.0f ? x : 88.0f;
+    const int32_t ni = static_cast<int32_t>(x * 1.44269504088896341f + 128.5f) - 128;  // round, vectorizable
+    const float n = static_cast<float>(ni);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } scale;  // 2^n assembled in the exponent bits
+    scale.i = (ni + 127) << 23;
+    return p * scale.f;
+#endif
+}
+
+}  // namespace splat

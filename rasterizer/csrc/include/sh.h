@@ -1,0 +1,117 @@
+// Real spherical harmonics (degree <= 3) evaluated at a view direction,
+// with the basis and signs of the 3DGS reference; forward and backward.
+#pragma once
+
+#include "common.h"
+
+namespace splat {
+
+constexpr float SH_C0 = 0.28209479177387814f;
+constexpr float SH_C1 = 0.48860251190291987f;
+constexpr float SH_C2A = 1.0925484305920792f;
+constexpr float SH_C2B = 0.94617469575756008f;
+constexpr float SH_C2C = 0.31539156525252005f;
+constexpr float SH_C2D = 0.54627421529603959f;
+constexpr float SH_C3A = 0.59004358992664352f;
+constexpr float SH_C3B = 2.8906114426405538f;
+constexpr float SH_C3C = 0.45704579946446572f;
+constexpr float SH_C3D = 0.3731763325901154f;
+constexpr float SH_C3E = 1.4453057213202769f;
+
+// basis[0..(degree+1)^2) at unit direction (x, y, z)
+HOST_DEVICE void sh_basis(int degree, float x, float y, float z, float* basis) {
+    basis[0] = SH_C0;
+    if (degree < 1) return;
+    basis[1] = -SH_C1 * y;
+    basis[2] = SH_C1 * z;
+    basis[3] = -SH_C1 * x;
+    if (degree < 2) return;
+    float x2 = x * x, y2 = y * y, z2 = z * z;
+    basis[4] = SH_C2A * x * y;
+    basis[5] = -SH_C2A * y * z;
+    basis[6] = SH_C2B * z2 - SH_C2C;
+    basis[7] = -SH_C2A * x * z;
+    basis[8] = SH_C2D * (x2 - y2);
+    if (degree < 3) return;
+    basis[9] = SH_C3A * y * (-3.f * x2 + y2);
+    basis[10] = SH_C3B * x * y * z;
+    basis[11] = SH_C3C * y * (1.f - 5.f * z2);
+    basis[12] = SH_C3D * z * (5.f * z2 - 3.f);
+    basis[13] = SH_C3C * x * (1.f - 5.f * z2);
+    basis[14] = SH_C3E * z * (x2 - y2);
+    basis[15] = SH_C3A * x * (-x2 + 3.f * y2);
+}
+
+// d(sum_k v_basis[k] * basis[k]) / d(x, y, z) for a unit direction
+HOST_DEVICE Vec3 sh_basis_backward(int degree, float x, float y, float z, const float* v_basis) {
+    Vec3 g = {0.f, 0.f, 0.f};
+    if (degree < 1) return g;
+    g.y += -SH_C1 * v_basis[1];
+    g.z += SH_C1 * v_basis[2];
+    g.x += -SH_C1 * v_basis[3];
+    if (degree < 2) return g;
+    float x2 = x * x, y2 = y * y, z2 = z * z;
+    g.x += SH_C2A * y * v_basis[4];
+    g.y += SH_C2A * x * v_basis[4];
+    g.y += -SH_C2A * z * v_basis[5];
+    g.z += -SH_C2A * y * v_basis[5];
+    g.z += 2.f * SH_C2B * z * v_basis[6];
+    g.x += -SH_C2A * z * v_basis[7];
+    g.z += -SH_C2A * x * v_basis[7];
+    g.x += 2.f * SH_C2D * x * v_basis[8];
+    g.y += -2.f * SH_C2D * y * v_basis[8];
+    if (degree < 3) return g;
+    g.x += -6.f * SH_C3A * x * y * v_basis[9];
+    g.y += 3.f * SH_C3A * (y2 - x2) * v_basis[9];
+    g.x += SH_C3B * y * z * v_basis[10];
+    g.y += SH_C3B * x * z * v_basis[10];
+    g.z += SH_C3B * x * y * v_basis[10];
+    g.y += SH_C3C * (1.f - 5.f * z2) * v_basis[11];
+    g.z += -10.f * SH_C3C * y * z * v_basis[11];
+    g.z += SH_C3D * (15.f * z2 - 3.f) * v_basis[12];
+    g.x += SH_C3C * (1.f - 5.f * z2) * v_basis[13];
+    g.z += -10.f * SH_C3C * x * z * v_basis[13];
+    g.x += 2.f * SH_C3E * x * z * v_basis[14];
+    g.y += -2.f * SH_C3E * y * z * v_basis[14];
+    g.z += SH_C3E * (x2 - y2) * v_basis[14];
+    g.x += 3.f * SH_C3A * (y2 - x2) * v_basis[15];
+    g.y += 6.f * SH_C3A * x * y * v_basis[15];
+    return g;
+}
+
+// color[3] = sum_k basis_k(dir / |dir|) * coeffs[k][0..3)
+HOST_DEVICE void sh_to_color(int degree, Vec3 dir, const float* coeffs, float* color) {
+    float inv = 1.f / fmaxf(sqrtf(dot(dir, dir)), 1e-12f);
+    float basis[16];
+    sh_basis(degree, dir.x * inv, dir.y * inv, dir.z * inv, basis);
+    int K = (degree + 1) * (degree + 1);
+    for (int ch = 0; ch < 3; ++ch) {
+        float sum = 0.f;
+        for (int k = 0; k < K; ++k) sum += basis[k] * coeffs[k * 3 + ch];
+        color[ch] = sum;
+    }
+}
+
+// Accumulates v_coeffs (+=) and returns the gradient w.r.t. the un-normalized dir.
+HOST_DEVICE Vec3 sh_to_color_backward(int degree, Vec3 dir, const float* coeffs, const float* v_color,
+                                      float* v_coeffs) {
+    float norm = sqrtf(dot(dir, dir));
+    float inv = 1.f / fmaxf(norm, 1e-12f);
+    Vec3 d = {dir.x * inv, dir.y * inv, dir.z * inv};
+    float basis[16], v_basis[16];
+    sh_basis(degree, d.x, d.y, d.z, basis);
+    int K = (degree + 1) * (degree + 1);
+    for (int k = 0; k < K; ++k) {
+        v_basis[k] = 0.f;
+        for (int ch = 0; ch < 3; ++ch) {
+            v_coeffs[k * 3 + ch] += basis[k] * v_color[ch];
+            v_basis[k] += coeffs[k * 3 + ch] * v_color[ch];
+        }
+    }
+    Vec3 v_d = sh_basis_backward(degree, d.x, d.y, d.z, v_basis);
+    if (norm < 1e-12f) return {v_d.x * inv, v_d.y * inv, v_d.z * inv};
+    float proj = dot(v_d, d);  // remove the radial part: normalization is scale-invariant
+    return {(v_d.x - proj * d.x) * inv, (v_d.y - proj * d.y) * inv, (v_d.z - proj * d.z) * inv};
+}
+
+}  // namespace splat

@@ -1,0 +1,157 @@
+"""`splat bench raster`: rasterizer speed per backend, and the cpu/torch ratio.
+
+Each case runs in a fresh subprocess so its peak memory (max RSS) is its own.
+Reported per case and backend: median forward and backward milliseconds and
+Gaussian-pixel pairs per second (pairs = sum over tiles of the tile's list
+length x its pixel count: the work a tile rasterizer without culling would do).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from splat.errors import SplatError
+
+
+def _gaussian_pixel_pairs(meta) -> int:
+    import torch
+
+    offsets = meta.isect_offsets.flatten().long()
+    counts = torch.diff(offsets, append=torch.tensor([meta.flatten_ids.numel()]))
+    return int(counts.sum()) * meta.tile_size**2
+
+
+def _bird_scene(data_dir: Path) -> dict:
+    """SfM points of bird as Gaussians (scale: mean distance to 3 nearest neighbors)."""
+    import torch
+
+    from splat.datasets import load
+
+    data = load(data_dir / "bird", normalize="none", check_images=False)
+    pts = data.points.float()
+    knn = []
+    for chunk in pts.split(2048):
+        d = torch.cdist(chunk, pts)
+        knn.append(d.topk(4, largest=False).values[:, 1:].mean(dim=1))
+    scale = torch.cat(knn).clamp(min=1e-4)
+    n = len(pts)
+    sh = torch.zeros(n, 16, 3)
+    sh[:, 0] = (data.point_colors.float() - 0.5) / 0.28209479177387814
+    cam = data.cameras
+    return dict(
+        means=pts, quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), scales=scale[:, None].repeat(1, 3),
+        opacities=torch.full((n,), 0.9), colors=sh, viewmats=cam.viewmats[:1].float(), Ks=cam.Ks[:1].float(),
+        width=int(cam.widths[0]), height=int(cam.heights[0]),
+    )  # fmt: skip
+
+
+def _make_case(case: str, data_dir: Path) -> dict:
+    import torch
+
+    from splat import procedural
+
+    sizes = {"a": (100_000, 400, 400), "b": (1_000_000, 800, 800), "small": (5_000, 128, 128)}
+    if case == "bird":
+        return _bird_scene(data_dir)
+    n, w, h = sizes[case]
+    scene = procedural.surface_scene(n, seed=1)
+    return dict(scene, viewmats=procedural.orbit_camera(30.0)[None], Ks=procedural.intrinsics(w, h)[None],
+                width=w, height=h)  # fmt: skip
+
+
+def run_case(case: str, backend: str, repeats: int, data_dir: str, threads: int) -> dict:
+    """One case, one backend, in this process; returns timings and peak memory."""
+    import resource
+
+    import torch
+
+    from splat.rasterizer import rasterize
+
+    torch.set_num_threads(threads)
+    scene = _make_case(case, Path(data_dir))
+    params = ("means", "quats", "scales", "opacities", "colors")
+    fwd, bwd = [], []
+    for i in range(repeats + 1):  # the first run warms up (and builds the extension)
+        inputs = {k: v.detach().requires_grad_(k in params) if isinstance(v, torch.Tensor) else v for k, v in scene.items()}
+        t0 = time.perf_counter()
+        colors, alphas, meta = rasterize(**inputs, backend=backend)
+        t1 = time.perf_counter()
+        (colors.sum() + alphas.sum()).backward()
+        t2 = time.perf_counter()
+        if i > 0 or repeats == 0:
+            fwd.append(t1 - t0)
+            bwd.append(t2 - t1)
+    fwd.sort(), bwd.sort()
+    f, b = fwd[len(fwd) // 2], bwd[len(bwd) // 2]
+    pairs = _gaussian_pixel_pairs(meta)
+    return dict(
+        case=case, backend=backend, gaussians=len(scene["means"]), width=scene["width"], height=scene["height"],
+        forward_ms=f * 1e3, backward_ms=b * 1e3, pairs=pairs, pairs_per_s=pairs / (f + b),
+        intersections=int(meta.flatten_ids.numel()), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )  # fmt: skip
+
+
+def _in_subprocess(case: str, backend: str, repeats: int, data_dir: Path, threads: int) -> dict:
+    code = (
+        "import json, sys; from splat.cli.bench import run_case; "
+        f"print('RESULT ' + json.dumps(run_case({case!r}, {backend!r}, {repeats}, {str(data_dir)!r}, {threads})))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise SplatError(f"benchmark case {case}/{backend} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+@dataclass
+class BenchRaster:
+    """Time the rasterizer backends (forward, backward, Gaussian-pixel pairs per second)."""
+
+    repeats: int = 5
+    """Timed repetitions per case (after one warm-up); the median is reported."""
+    threads: int = 0
+    """CPU threads (0: all cores)."""
+    data: Path = Path(os.environ.get("SPLAT_DATA", "../shared/data"))
+    """Folder with the real scenes (needs bird/ for the SfM case)."""
+    json_out: Path | None = None
+    """Also write all results as JSON here."""
+    skip_torch_large: bool = False
+    """Skip the slow torch reference on case (a)."""
+
+    def main(self) -> int:
+        threads = self.threads or os.cpu_count() or 1
+        plan = [("small", "torch", 1), ("small", "cpu", self.repeats), ("a", "cpu", self.repeats)]
+        if not self.skip_torch_large:
+            plan.append(("a", "torch", 0))
+        plan.append(("b", "cpu", max(1, self.repeats // 2)))
+        if (self.data / "bird" / "sparse").exists():
+            plan += [("bird", "cpu", self.repeats)]
+        else:
+            print(f"(skipping the bird case: {self.data / 'bird'} not found; pass --data)")
+        print(f"splat bench raster: {platform.processor() or platform.machine()}, {threads} threads, torch threads={threads}")
+        header = f"{'case':<6} {'backend':<7} {'gaussians':>10} {'size':>9} {'fwd ms':>9} {'bwd ms':>9} {'Mpairs/s':>9} {'peak MB':>8}"
+        print(header)
+        results = []
+        for case, backend, repeats in plan:
+            r = _in_subprocess(case, backend, repeats, self.data, threads)
+            results.append(r)
+            print(
+                f"{case:<6} {backend:<7} {r['gaussians']:>10,} {str(r['width']) + 'x' + str(r['height']):>9} "
+                f"{r['forward_ms']:>9.1f} {r['backward_ms']:>9.1f} {r['pairs_per_s'] / 1e6:>9.1f} {r['peak_rss_mb']:>8.0f}"
+            )
+        by = {(r["case"], r["backend"]): r for r in results}
+        for case in ("small", "a"):
+            if (case, "torch") in by:
+                t, c = by[(case, "torch")], by[(case, "cpu")]
+                ratio = (t["forward_ms"] + t["backward_ms"]) / (c["forward_ms"] + c["backward_ms"])
+                print(f"cpu / torch speed-up on case {case} (forward+backward, same run): {ratio:.0f}x")
+        if self.json_out:
+            self.json_out.write_text(json.dumps(results, indent=2))
+        return 0

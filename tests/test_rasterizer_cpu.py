@@ -1,0 +1,167 @@
+"""The C++ CPU backend against the pure-torch reference: forward and every gradient."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from splat.rasterizer import rasterize
+
+PARAMS = ("means", "quats", "scales", "opacities", "colors", "viewmats")
+
+
+def render_with_grads(scene: dict, backend: str, **kwargs):
+    """Render, backprop a fixed random loss, return (colors, alphas, meta, grads)."""
+    inputs = {k: (v.clone().requires_grad_(k in PARAMS) if isinstance(v, torch.Tensor) else v) for k, v in scene.items()}
+    if kwargs.get("backgrounds") is not None:
+        kwargs["backgrounds"] = kwargs["backgrounds"].clone().requires_grad_(True)
+    colors, alphas, meta = rasterize(**inputs, backend=backend, **kwargs)
+    meta.means2d.retain_grad()
+    g = torch.Generator().manual_seed(123)
+    w_colors = torch.rand(colors.shape, generator=g, dtype=colors.dtype)
+    w_alphas = torch.rand(alphas.shape, generator=g, dtype=colors.dtype)
+    (colors * w_colors).sum().add((alphas * w_alphas).sum()).backward()
+    grads = {k: inputs[k].grad for k in PARAMS}
+    grads["means2d"] = meta.means2d.grad
+    if kwargs.get("backgrounds") is not None:
+        grads["backgrounds"] = kwargs["backgrounds"].grad
+    return colors.detach(), alphas.detach(), meta, grads
+
+
+def assert_grads_close(ref: dict, test: dict, rtol: float = 1e-3) -> None:
+    for name, g_ref in ref.items():
+        g_test = test[name]
+        if g_ref is None:  # e.g. colors in depth-only modes
+            assert g_test is None, f"{name}: gradient where the reference has none"
+            continue
+        assert g_test is not None, f"no gradient for {name}"
+        scale = g_ref.norm().item()
+        err = (g_test - g_ref).norm().item()
+        if scale < 1e-8:
+            assert err < 1e-6, f"{name}: reference gradient is zero, test has norm {err}"
+        else:
+            assert err / scale < rtol, f"{name}: relative gradient error {err / scale:.2e}"
+
+
+def compare(scene: dict, depth_channels: int = 0, **kwargs) -> None:
+    c_ref, a_ref, m_ref, g_ref = render_with_grads(scene, "torch", **kwargs)
+    c_cpu, a_cpu, m_cpu, g_cpu = render_with_grads(scene, "cpu", **kwargs)
+    assert m_cpu.backend == "cpu" and m_ref.backend == "torch"
+    rgb = c_ref.shape[-1] - depth_channels
+    torch.testing.assert_close(c_cpu[..., :rgb], c_ref[..., :rgb], atol=1e-5, rtol=0)
+    torch.testing.assert_close(a_cpu, a_ref, atol=1e-5, rtol=0)
+    if depth_channels:
+        # depth is in scene units (~3) and ED divides by small alphas: relative
+        torch.testing.assert_close(c_cpu[..., rgb:], c_ref[..., rgb:], atol=1e-5, rtol=1e-4)
+    assert torch.equal(m_cpu.radii, m_ref.radii)
+    assert torch.equal(m_cpu.flatten_ids, m_ref.flatten_ids)
+    assert torch.equal(m_cpu.isect_offsets, m_ref.isect_offsets)
+    visible = m_ref.radii.amax(dim=-1) > 0  # culled Gaussians' 2D values are unspecified
+    torch.testing.assert_close(m_cpu.means2d.detach()[visible], m_ref.means2d.detach()[visible], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(m_cpu.conics.detach()[visible], m_ref.conics.detach()[visible], atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(m_cpu.accum_weights, m_ref.accum_weights, atol=1e-4, rtol=1e-4)
+    assert (m_cpu.pixel_counts - m_ref.pixel_counts).abs().max() <= 1  # a pixel exactly at a threshold may flip
+    assert_grads_close(g_ref, g_cpu)
+
+
+COLOR_CASES = [dict(channels=1), dict(channels=3), dict(channels=16)] + [dict(sh_degree=d) for d in range(4)]
+
+
+@pytest.mark.parametrize(
+    "color_case, antialiased",
+    list(itertools.product(COLOR_CASES, [False, True])),
+    ids=lambda v: str(v),
+)
+def test_colors_and_antialiasing(cpu_backend, make_scene, color_case, antialiased):
+    index = COLOR_CASES.index(color_case)
+    cameras = 1 + index % 3
+    scene = make_scene(n=250, cameras=cameras, seed=index, **color_case)
+    D = scene["colors"].shape[-1]
+    backgrounds = torch.rand(cameras, D) if index % 2 == 0 else None
+    compare(scene, antialiased=antialiased, backgrounds=backgrounds)
+
+
+@pytest.mark.parametrize("render_mode", ["RGB", "D", "ED", "RGB+D", "RGB+ED"])
+@pytest.mark.parametrize("sh_degree", [None, 3])
+def test_render_modes(cpu_backend, make_scene, render_mode, sh_degree):
+    scene = make_scene(n=250, cameras=2, sh_degree=sh_degree, seed=7)
+    depth = 1 if "D" in render_mode else 0
+    compare(scene, depth_channels=depth, render_mode=render_mode, backgrounds=torch.rand(2, 3))
+
+
+def test_absgrad_matches_reference(cpu_backend, make_scene):
+    scene = make_scene(n=200, cameras=2, seed=3)
+    _, _, m_ref, _ = render_with_grads(scene, "torch", absgrad=True)
+    _, _, m_cpu, _ = render_with_grads(scene, "cpu", absgrad=True)
+    assert m_ref.means2d.absgrad.abs().sum() > 0
+    torch.testing.assert_close(m_cpu.means2d.absgrad, m_ref.means2d.absgrad, atol=1e-6, rtol=1e-3)
+    # |sum| <= sum |.|: the abs-grad bounds the plain gradient
+    assert (m_cpu.means2d.grad.abs() <= m_cpu.means2d.absgrad + 1e-6).all()
+
+
+# ---- edge cases -------------------------------------------------------------------
+
+
+def edge_scene(make_scene, **overrides):
+    scene = make_scene(n=64, cameras=2, seed=11, width=37, height=29)
+    means, scales, opac = scene["means"], scene["scales"], scene["opacities"]
+    means[0] = torch.tensor([0.0, 0.0, -2.0])  # behind the camera
+    means[1] = torch.tensor([0.0, 0.1, 0.02])  # straddles the near plane
+    scales[1] = torch.tensor([0.3, 0.3, 0.3])
+    means[2] = torch.tensor([40.0, 0.0, 3.0])  # far off-screen
+    means[3] = torch.tensor([0.1, -0.1, 2.5])  # much larger than the image
+    scales[3] = torch.tensor([6.0, 5.0, 4.0])
+    scales[4] = torch.tensor([1e-7, 1e-7, 1e-7])  # degenerate
+    scales[5] = torch.tensor([0.2, 1e-8, 0.2])  # flat disc
+    opac[6] = 0.0  # invisible
+    opac[7] = 1.0  # fully opaque (alpha clamps at 0.99)
+    scene.update(overrides)
+    return scene
+
+
+@pytest.mark.parametrize("antialiased", [False, True])
+def test_edge_cases(cpu_backend, make_scene, antialiased):
+    compare(edge_scene(make_scene), antialiased=antialiased, backgrounds=torch.rand(2, 3))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 1), (1, 33), (31, 47), (64, 48)])
+def test_image_sizes(cpu_backend, make_scene, size):
+    w, h = size
+    compare(make_scene(n=120, cameras=1, seed=5, width=w, height=h))
+
+
+@pytest.mark.parametrize("tile_size", [8, 16, 32])
+def test_tile_sizes(cpu_backend, make_scene, tile_size):
+    compare(make_scene(n=150, cameras=2, seed=6, width=50, height=35), tile_size=tile_size)
+
+
+def test_empty_scene_renders_background(cpu_backend, make_scene):
+    scene = make_scene(n=0, cameras=2)
+    bg = torch.tensor([[0.1, 0.2, 0.3], [0.9, 0.8, 0.7]])
+    for backend in ("torch", "cpu"):
+        colors, alphas, meta = rasterize(**scene, backgrounds=bg, backend=backend)
+        assert colors.shape == (2, 40, 48, 3)
+        assert torch.equal(colors, bg[:, None, None, :].expand_as(colors))
+        assert alphas.abs().max() == 0
+        assert meta.flatten_ids.numel() == 0
+
+
+def test_fully_opaque_pixel_stops_early(cpu_backend):
+    """Two opaque layers: the pixel stops at T < 1e-4 before the back layer."""
+    means = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 2.1], [0.0, 0.0, 2.2], [0.0, 0.0, 3.0]])
+    n = len(means)
+    args = dict(
+        means=means, quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), scales=torch.full((n, 3), 1.0),
+        opacities=torch.ones(n), colors=torch.eye(4)[:, :3].contiguous(), viewmats=torch.eye(4)[None],
+        Ks=torch.tensor([[[10.0, 0, 0.5], [0, 10.0, 0.5], [0, 0, 1]]]), width=1, height=1,
+    )  # fmt: skip
+    for backend in ("torch", "cpu"):
+        colors, alphas, meta = rasterize(**args, backend=backend)
+        # alpha = 0.99 each: T = 1e-2 after the first; the second would bring
+        # T to 1e-4 <= T_MIN, so the pixel stops and only the first one blends
+        expected = torch.tensor([0.99, 0.0, 0.0])
+        torch.testing.assert_close(colors[0, 0, 0], expected, atol=1e-6, rtol=0)
+        torch.testing.assert_close(alphas[0, 0, 0, 0], torch.tensor(0.99), atol=1e-6, rtol=0)
+        assert meta.pixel_counts[0].tolist() == [1, 0, 0, 0]

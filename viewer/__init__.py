@@ -1,0 +1,1 @@
+"""splat.viewer: browser viewer (placeholder package; see issues)."""
