@@ -24,8 +24,9 @@ namespace splat::cpu {
 namespace {
 
 // Per-Gaussian values packed in one row each (mean x, mean y, conic a, b, c,
-// opacity, pad, pad, colors...): tiles visit Gaussians in depth order, i.e. at
-// random, so one cache line per visit instead of four separate arrays.
+// opacity, extent x, extent y, colors...): tiles visit Gaussians in depth
+// order, i.e. at random, so one cache line per visit instead of four arrays;
+// the alpha >= 1/255 extent is computed once per Gaussian, not per tile.
 constexpr int PACK_HEADER = 8;
 
 struct BlendInputs {
@@ -52,7 +53,9 @@ std::vector<float> pack_gaussians(const Tensor& means2d, const Tensor& conics, c
             float* row = packed.data() + g * S;
             row[0] = m[g * 2], row[1] = m[g * 2 + 1];
             row[2] = q[g * 3], row[3] = q[g * 3 + 1], row[4] = q[g * 3 + 2];
-            row[5] = o[g], row[6] = row[7] = 0.f;
+            row[5] = o[g];
+            const Vec2 ext = alpha_extent({row[2], row[3], row[4]}, o[g]);
+            row[6] = ext.x, row[7] = ext.y;
             for (int64_t ch = 0; ch < D; ++ch) row[PACK_HEADER + ch] = c[g * D + ch];
         }
     });
@@ -76,9 +79,9 @@ int64_t pixel_index(const BlendInputs& in, const TileGeometry& t, int r, int i) 
     return (int64_t(t.camera) * in.height + t.y0 + r) * in.width + t.x0 + i;
 }
 
-// Pixel rows [r0, r1] of the tile that can see the Gaussian (empty if r0 > r1).
-std::pair<int, int> visible_rows(float mean_y, Sym2 conic, float opacity, const TileGeometry& t) {
-    float ext = alpha_extent(conic, opacity).y;
+// Pixel rows [r0, r1] of the tile that can see the Gaussian (empty if r0 > r1),
+// from its alpha >= 1/255 half-extent in y.
+std::pair<int, int> visible_rows(float mean_y, float ext, const TileGeometry& t) {
     float lo = std::ceil(mean_y - ext - t.y0 - 0.5f), hi = std::floor(mean_y + ext - t.y0 - 0.5f);
     return {int(std::max(lo, 0.f)), int(std::min(hi, float(t.height - 1)))};
 }
@@ -114,7 +117,7 @@ void forward_tile(const BlendInputs& in, int64_t tile, std::vector<float>& scrat
         const Sym2 q = {gs[2], gs[3], gs[4]};
         const float* color = gs + PACK_HEADER;
         if (!(op >= ALPHA_MIN)) continue;
-        const auto [r0, r1] = visible_rows(my, q, op, t);
+        const auto [r0, r1] = visible_rows(my, gs[7], t);
         const float rel = float(k - start + 1);
         for (int i = 0; i < ts; ++i) w_lane[i] = used_lane[i] = 0.f;
         for (int r = r0; r <= r1; ++r) {
@@ -218,7 +221,7 @@ void backward_tile(const BlendInputs& in, int64_t tile, std::vector<float>& scra
         const Sym2 q = {gs[2], gs[3], gs[4]};
         const float* cg = gs + PACK_HEADER;
         if (!(op >= ALPHA_MIN)) continue;
-        const auto [r0, r1] = visible_rows(my, q, op, t);
+        const auto [r0, r1] = visible_rows(my, gs[7], t);
         const float rel = float(k - start);
         std::fill(lane, lane + (GRAD_SLOTS + D) * ts, 0.f);
         for (int r = r0; r <= r1; ++r) {

@@ -1,7 +1,7 @@
 // Projection of N Gaussians into C cameras: parallel over Gaussians.
 #include <ATen/Parallel.h>
 
-#include "camera.h"
+#include "../include/projection.h"
 #include "ops.h"
 
 namespace splat::cpu {

@@ -1,4 +1,4 @@
-// Small device helpers shared by the kernels: camera loading, warp sums, and
+// Small device helpers shared by the kernels: warp sums and
 // the mapping of a blend thread block onto the pixels of a tile.
 #pragma once
 
@@ -15,21 +15,6 @@ constexpr int THREADS_1D = 256;  // elementwise kernels (projection, SH, binning
 constexpr unsigned FULL_MASK = 0xffffffffu;
 
 inline int blocks_for(int64_t n) { return static_cast<int>((n + THREADS_1D - 1) / THREADS_1D); }
-
-// viewmat [4, 4] row-major world-to-camera, K [3, 3] (same layout as cpu/camera.h)
-__device__ __forceinline__ Camera load_camera(const float* viewmat, const float* K, int width, int height) {
-    Camera cam;
-    for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 3; ++j) cam.R.m[i][j] = viewmat[i * 4 + j];
-    cam.t = {viewmat[3], viewmat[7], viewmat[11]};
-    cam.fx = K[0];
-    cam.fy = K[4];
-    cam.cx = K[2];
-    cam.cy = K[5];
-    cam.width = width;
-    cam.height = height;
-    return cam;
-}
 
 // Sum over the 32 lanes of a warp; the result is valid in lane 0. Every lane
 // must call it (blocks are always whole warps).
