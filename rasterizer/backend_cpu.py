@@ -1,113 +1,17 @@
-"""CPU backend: the four stages as autograd Functions over the C++ extension.
+"""CPU backend: the four stages over the C++ extension (csrc/cpu), built on first use.
 
-Same signatures as `reference.py`; inputs are float32 CPU tensors (checked
-by `rasterize`). Backward passes are hand-written in csrc/cpu.
+Same signatures as `reference.py`; inputs are float32 CPU tensors (checked by
+`rasterize`). Backward passes are hand-written in csrc/cpu; results are
+bit-identical run to run and for any thread count.
 """
 
-from __future__ import annotations
-
-from types import ModuleType
-
-import torch
-from torch import Tensor
-
 from splat.rasterizer import build
+from splat.rasterizer.compiled import CompiledBackend
 
-NAME = "cpu"
-
-
-def load_extension() -> ModuleType:
-    return build.load_cpu()
-
-
-def _c(x: Tensor) -> Tensor:
-    return x.detach().contiguous()
-
-
-class _Project(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near, far, antialiased):
-        ext = load_extension()
-        radii, means2d, depths, conics, comps = ext.project_forward(
-            _c(means), _c(quats), _c(scales), _c(opacities), _c(viewmats), _c(Ks),
-            width, height, eps2d, near, far, antialiased,
-        )  # fmt: skip
-        ctx.save_for_backward(means, quats, scales, viewmats, Ks, radii)
-        ctx.settings = (width, height, eps2d, near, far, antialiased)
-        ctx.mark_non_differentiable(radii)
-        return radii, means2d, depths, conics, comps
-
-    @staticmethod
-    def backward(ctx, v_radii, v_means2d, v_depths, v_conics, v_comps):
-        means, quats, scales, viewmats, Ks, radii = ctx.saved_tensors
-        v_means, v_quats, v_scales, v_viewmats = load_extension().project_backward(
-            _c(means), _c(quats), _c(scales), _c(viewmats), _c(Ks), *ctx.settings, radii,
-            _c(v_means2d), _c(v_depths), _c(v_conics), _c(v_comps),
-        )  # fmt: skip
-        return v_means, v_quats, v_scales, None, v_viewmats, None, None, None, None, None, None, None
-
-
-def project_gaussians(means, quats, scales, opacities, viewmats, Ks, width, height,
-                      eps2d=0.3, near_plane=0.01, far_plane=1e10, antialiased=False):  # fmt: skip
-    """See reference.project_gaussians."""
-    if opacities is None:
-        opacities = torch.full_like(means[:, 0], -1.0)  # negative: plain 3.33-sigma extent
-    return _Project.apply(means, quats, scales, opacities, viewmats, Ks, width, height,
-                          float(eps2d), float(near_plane), float(far_plane), bool(antialiased))  # fmt: skip
-
-
-class _SphericalHarmonics(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, degree, dirs, coeffs):
-        ctx.degree = degree
-        ctx.save_for_backward(dirs, coeffs)
-        return load_extension().sh_forward(degree, _c(dirs), _c(coeffs))
-
-    @staticmethod
-    def backward(ctx, v_colors):
-        dirs, coeffs = ctx.saved_tensors
-        v_dirs, v_coeffs = load_extension().sh_backward(ctx.degree, _c(dirs), _c(coeffs), _c(v_colors))
-        return None, v_dirs, v_coeffs
-
-
-def spherical_harmonics(degree: int, dirs: Tensor, coeffs: Tensor) -> Tensor:
-    """dirs [C, N, 3], coeffs [N, K, 3] -> colors [C, N, 3]. See reference.spherical_harmonics."""
-    if coeffs.dim() != 3:
-        raise ValueError("the cpu backend takes SH coefficients as [N, K, 3]")
-    return _SphericalHarmonics.apply(degree, dirs, coeffs)
-
-
-@torch.no_grad()
-def intersect_tiles(means2d, radii, depths, tile_size, tile_width, tile_height):
-    """See reference.intersect_tiles."""
-    return tuple(load_extension().intersect_tiles(_c(means2d), _c(radii), _c(depths), tile_size, tile_width, tile_height))
-
-
-class _Blend(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, means2d, conics, colors, opacities, isect_offsets, flatten_ids, width, height, tile_size, absgrad):
-        render, alphas, final_T, last_ids, weights, counts = load_extension().blend_forward(
-            _c(means2d), _c(conics), _c(colors), _c(opacities), isect_offsets, flatten_ids, width, height, tile_size
-        )
-        ctx.save_for_backward(means2d, conics, colors, opacities, isect_offsets, flatten_ids, final_T, last_ids)
-        ctx.settings = (width, height, tile_size)
-        ctx.absgrad = absgrad
-        ctx.means2d = means2d if absgrad else None  # backward sets .absgrad on it
-        ctx.mark_non_differentiable(weights, counts)
-        return render, alphas, weights, counts
-
-    @staticmethod
-    def backward(ctx, v_render, v_alphas, v_weights, v_counts):
-        means2d, conics, colors, opacities, isect_offsets, flatten_ids, final_T, last_ids = ctx.saved_tensors
-        v_means2d, v_conics, v_colors, v_opacities, v_abs = load_extension().blend_backward(
-            _c(means2d), _c(conics), _c(colors), _c(opacities), isect_offsets, flatten_ids, *ctx.settings,
-            final_T, last_ids, _c(v_render), _c(v_alphas), ctx.absgrad,
-        )  # fmt: skip
-        if ctx.absgrad:
-            ctx.means2d.absgrad = v_abs
-        return v_means2d, v_conics, v_colors, v_opacities, None, None, None, None, None, None
-
-
-def blend(means2d, conics, colors, opacities, isect_offsets, flatten_ids, width, height, tile_size, absgrad=False):
-    """See reference.blend."""
-    return _Blend.apply(means2d, conics, colors, opacities, isect_offsets, flatten_ids, width, height, tile_size, absgrad)
+_backend = CompiledBackend("cpu", build.load_cpu)
+NAME = _backend.NAME
+load_extension = _backend.load_extension
+project_gaussians = _backend.project_gaussians
+spherical_harmonics = _backend.spherical_harmonics
+intersect_tiles = _backend.intersect_tiles
+blend = _backend.blend

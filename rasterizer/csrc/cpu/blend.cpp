@@ -14,6 +14,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -29,28 +30,37 @@ namespace {
 // the alpha >= 1/255 extent is computed once per Gaussian, not per tile.
 constexpr int PACK_HEADER = 8;
 
+// Rows padded to whole 64-byte cache lines (one line for up to 8 channels).
+inline int64_t pack_stride(int64_t D) { return (PACK_HEADER + D + 15) / 16 * 16; }
+
+struct AlignedFloats {  // 64-byte aligned, uninitialized
+    std::unique_ptr<float[], void (*)(void*)> data;
+    explicit AlignedFloats(int64_t n)
+        : data(static_cast<float*>(std::aligned_alloc(64, std::max<int64_t>(n, 16) * sizeof(float))), std::free) {}
+};
+
 struct BlendInputs {
     const float* packed;                // [C*N, PACK_HEADER + D]
     const int *offsets, *ids;           // [n_tiles], [M]
     int64_t D, M, n_tiles, tile_width, tile_height, tile_size, width, height;
 
     int64_t tile_end(int64_t tile) const { return tile + 1 < n_tiles ? offsets[tile + 1] : M; }
-    int64_t stride() const { return PACK_HEADER + D; }
+    int64_t stride() const { return pack_stride(D); }
     const float* gaussian(int64_t g) const { return packed + g * stride(); }
     void prefetch(int64_t k, int64_t end) const {  // a few Gaussians ahead in the tile's list
         if (k + 8 < end) __builtin_prefetch(gaussian(ids[k + 8]));
     }
 };
 
-std::vector<float> pack_gaussians(const Tensor& means2d, const Tensor& conics, const Tensor& colors,
-                                  const Tensor& opacities) {
-    const int64_t CN = colors.size(0) * colors.size(1), D = colors.size(2), S = PACK_HEADER + D;
+AlignedFloats pack_gaussians(const Tensor& means2d, const Tensor& conics, const Tensor& colors,
+                             const Tensor& opacities) {
+    const int64_t CN = colors.size(0) * colors.size(1), D = colors.size(2), S = pack_stride(D);
     const float *m = means2d.data_ptr<float>(), *q = conics.data_ptr<float>();
     const float *c = colors.data_ptr<float>(), *o = opacities.data_ptr<float>();
-    std::vector<float> packed(CN * S);
+    AlignedFloats packed(CN * S);
     at::parallel_for(0, CN, 4096, [&](int64_t begin, int64_t end) {
         for (int64_t g = begin; g < end; ++g) {
-            float* row = packed.data() + g * S;
+            float* row = packed.data.get() + g * S;
             row[0] = m[g * 2], row[1] = m[g * 2 + 1];
             row[2] = q[g * 3], row[3] = q[g * 3 + 1], row[4] = q[g * 3 + 2];
             row[5] = o[g];
@@ -311,9 +321,9 @@ struct Backward {
     static void run(Args&&... args) { backward_tile<TS>(args...); }
 };
 
-BlendInputs blend_inputs(const std::vector<float>& packed, const Tensor& colors, const Tensor& isect_offsets,
+BlendInputs blend_inputs(const AlignedFloats& packed, const Tensor& colors, const Tensor& isect_offsets,
                          const Tensor& flatten_ids, int64_t width, int64_t height, int64_t tile_size) {
-    return {packed.data(), isect_offsets.data_ptr<int>(), flatten_ids.data_ptr<int>(), colors.size(2),
+    return {packed.data.get(), isect_offsets.data_ptr<int>(), flatten_ids.data_ptr<int>(), colors.size(2),
             flatten_ids.size(0), isect_offsets.numel(), isect_offsets.size(2), isect_offsets.size(1),
             tile_size, width, height};
 }
@@ -323,7 +333,7 @@ BlendInputs blend_inputs(const std::vector<float>& packed, const Tensor& colors,
 std::vector<Tensor> blend_forward(const Tensor& means2d, const Tensor& conics, const Tensor& colors,
                                   const Tensor& opacities, const Tensor& isect_offsets, const Tensor& flatten_ids,
                                   int64_t width, int64_t height, int64_t tile_size) {
-    const std::vector<float> packed = pack_gaussians(means2d, conics, colors, opacities);
+    const AlignedFloats packed = pack_gaussians(means2d, conics, colors, opacities);
     const BlendInputs in = blend_inputs(packed, colors, isect_offsets, flatten_ids, width, height, tile_size);
     const int64_t C = colors.size(0), N = colors.size(1), D = in.D, P = tile_size * tile_size;
     auto f32 = colors.options();
@@ -353,7 +363,7 @@ std::vector<Tensor> blend_backward(const Tensor& means2d, const Tensor& conics, 
                                    int64_t width, int64_t height, int64_t tile_size, const Tensor& final_T,
                                    const Tensor& last_ids, const Tensor& v_render_colors,
                                    const Tensor& v_render_alphas, bool absgrad) {
-    const std::vector<float> packed = pack_gaussians(means2d, conics, colors, opacities);
+    const AlignedFloats packed = pack_gaussians(means2d, conics, colors, opacities);
     const BlendInputs in = blend_inputs(packed, colors, isect_offsets, flatten_ids, width, height, tile_size);
     const int64_t C = colors.size(0), N = colors.size(1), D = in.D, P = tile_size * tile_size;
     const int64_t G = GRAD_SLOTS + D;

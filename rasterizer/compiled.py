@@ -1,0 +1,119 @@
+"""The four stages over a compiled extension (the CPU or the CUDA one).
+
+Both extensions expose the same ops with the same signatures, so one set of
+autograd Functions serves both: each Function takes the extension module as
+its first argument. Same stage signatures as `reference.py`; inputs are
+float32 tensors on the extension's device (checked by `rasterize`).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+
+def _c(x: Tensor) -> Tensor:
+    return x.detach().contiguous()
+
+
+class _Project(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ext, means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near, far, antialiased):
+        radii, means2d, depths, conics, comps = ext.project_forward(
+            _c(means), _c(quats), _c(scales), _c(opacities), _c(viewmats), _c(Ks),
+            width, height, eps2d, near, far, antialiased,
+        )  # fmt: skip
+        ctx.ext = ext
+        ctx.save_for_backward(means, quats, scales, viewmats, Ks, radii)
+        ctx.settings = (width, height, eps2d, near, far, antialiased)
+        ctx.mark_non_differentiable(radii)
+        return radii, means2d, depths, conics, comps
+
+    @staticmethod
+    def backward(ctx, v_radii, v_means2d, v_depths, v_conics, v_comps):
+        means, quats, scales, viewmats, Ks, radii = ctx.saved_tensors
+        v_means, v_quats, v_scales, v_viewmats = ctx.ext.project_backward(
+            _c(means), _c(quats), _c(scales), _c(viewmats), _c(Ks), *ctx.settings, radii,
+            _c(v_means2d), _c(v_depths), _c(v_conics), _c(v_comps),
+        )  # fmt: skip
+        return None, v_means, v_quats, v_scales, None, v_viewmats, None, None, None, None, None, None, None
+
+
+class _SphericalHarmonics(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ext, degree, dirs, coeffs):
+        ctx.ext, ctx.degree = ext, degree
+        ctx.save_for_backward(dirs, coeffs)
+        return ext.sh_forward(degree, _c(dirs), _c(coeffs))
+
+    @staticmethod
+    def backward(ctx, v_colors):
+        dirs, coeffs = ctx.saved_tensors
+        v_dirs, v_coeffs = ctx.ext.sh_backward(ctx.degree, _c(dirs), _c(coeffs), _c(v_colors))
+        return None, None, v_dirs, v_coeffs
+
+
+class _Blend(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, ext, means2d, conics, colors, opacities, isect_offsets, flatten_ids, width, height, tile_size,
+                absgrad):
+        render, alphas, final_T, last_ids, weights, counts = ext.blend_forward(
+            _c(means2d), _c(conics), _c(colors), _c(opacities), isect_offsets, flatten_ids, width, height, tile_size
+        )
+        ctx.save_for_backward(means2d, conics, colors, opacities, isect_offsets, flatten_ids, final_T, last_ids)
+        ctx.ext, ctx.settings = ext, (width, height, tile_size)
+        ctx.absgrad = absgrad
+        ctx.means2d = means2d if absgrad else None  # backward sets .absgrad on it
+        ctx.mark_non_differentiable(weights, counts)
+        return render, alphas, weights, counts
+
+    @staticmethod
+    def backward(ctx, v_render, v_alphas, v_weights, v_counts):
+        means2d, conics, colors, opacities, isect_offsets, flatten_ids, final_T, last_ids = ctx.saved_tensors
+        v_means2d, v_conics, v_colors, v_opacities, v_abs = ctx.ext.blend_backward(
+            _c(means2d), _c(conics), _c(colors), _c(opacities), isect_offsets, flatten_ids, *ctx.settings,
+            final_T, last_ids, _c(v_render), _c(v_alphas), ctx.absgrad,
+        )  # fmt: skip
+        if ctx.absgrad:
+            ctx.means2d.absgrad = v_abs
+        return None, v_means2d, v_conics, v_colors, v_opacities, None, None, None, None, None, None
+
+
+class CompiledBackend:
+    """A backend (NAME + the four stages) over the extension `load()` returns."""
+
+    def __init__(self, name: str, load: Callable[[], ModuleType]):
+        self.NAME = name
+        self._load = load
+
+    def load_extension(self) -> ModuleType:
+        return self._load()
+
+    def project_gaussians(self, means, quats, scales, opacities, viewmats, Ks, width, height,
+                          eps2d=0.3, near_plane=0.01, far_plane=1e10, antialiased=False):  # fmt: skip
+        """See reference.project_gaussians."""
+        if opacities is None:
+            opacities = torch.full_like(means[:, 0], -1.0)  # negative: plain 3.33-sigma extent
+        return _Project.apply(self._load(), means, quats, scales, opacities, viewmats, Ks, width, height,
+                              float(eps2d), float(near_plane), float(far_plane), bool(antialiased))  # fmt: skip
+
+    def spherical_harmonics(self, degree: int, dirs: Tensor, coeffs: Tensor) -> Tensor:
+        """dirs [C, N, 3], coeffs [N, K, 3] -> colors [C, N, 3]. See reference.spherical_harmonics."""
+        if coeffs.dim() != 3:
+            raise ValueError(f"the {self.NAME} backend takes SH coefficients as [N, K, 3]")
+        return _SphericalHarmonics.apply(self._load(), degree, dirs, coeffs)
+
+    @torch.no_grad()
+    def intersect_tiles(self, means2d, radii, depths, tile_size, tile_width, tile_height):
+        """See reference.intersect_tiles."""
+        ext = self._load()
+        return tuple(ext.intersect_tiles(_c(means2d), _c(radii), _c(depths), tile_size, tile_width, tile_height))
+
+    def blend(self, means2d, conics, colors, opacities, isect_offsets, flatten_ids, width, height, tile_size,
+              absgrad=False):  # fmt: skip
+        """See reference.blend."""
+        return _Blend.apply(self._load(), means2d, conics, colors, opacities, isect_offsets, flatten_ids,
+                            width, height, tile_size, absgrad)  # fmt: skip
