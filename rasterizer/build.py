@@ -65,6 +65,17 @@ def _check_toolchain(compiler: str) -> None:
             raise BuildError("ninja is missing; install it with 'pip install ninja'") from None
 
 
+def _remove_stale_lock(out: Path, max_age_s: float = 900.0) -> None:
+    """torch's build lock outlives a killed build and would make every later
+    process wait forever; a lock older than any real build is stale."""
+    lock = out / "lock"
+    try:
+        if time.time() - lock.stat().st_mtime > max_age_s:
+            lock.unlink()
+    except FileNotFoundError:
+        pass
+
+
 def _load(name: str, sources: list[Path], cflags: list[str], ldflags: list[str], **kwargs) -> ModuleType:
     from torch.utils import cpp_extension
 
@@ -75,17 +86,25 @@ def _load(name: str, sources: list[Path], cflags: list[str], ldflags: list[str],
     if not cached:
         print(f"splat: compiling the {name} rasterizer backend (first use; about a minute) into {out}", file=sys.stderr, flush=True)
     start = time.perf_counter()
+    kwargs = dict(
+        name=key,
+        sources=[str(s) for s in sources],
+        extra_cflags=cflags,
+        extra_ldflags=ldflags,
+        extra_include_paths=[str(CSRC / "include")],
+        build_directory=str(out),
+        verbose=os.environ.get("SPLAT_BUILD_VERBOSE") == "1",
+        **kwargs,
+    )
+    _remove_stale_lock(out)
     try:
-        module = cpp_extension.load(
-            name=key,
-            sources=[str(s) for s in sources],
-            extra_cflags=cflags,
-            extra_ldflags=ldflags,
-            extra_include_paths=[str(CSRC / "include")],
-            build_directory=str(out),
-            verbose=os.environ.get("SPLAT_BUILD_VERBOSE") == "1",
-            **kwargs,
-        )
+        try:
+            module = cpp_extension.load(**kwargs)
+        except ImportError:
+            # Another process held the build lock and died before writing the
+            # library (e.g. Ctrl-C during the first compile): build it here.
+            _remove_stale_lock(out, max_age_s=0)
+            module = cpp_extension.load(**kwargs)
     except Exception as err:  # compiler errors arrive as RuntimeError/CalledProcessError
         raise BuildError(f"building the {name} backend failed in {out}: {err}".strip()) from err
     if not cached:

@@ -97,7 +97,9 @@ std::pair<int, int> visible_rows(float mean_y, float ext, const TileGeometry& t)
 }
 
 // Forward: per-pixel outputs plus per-intersection weight and pixel count.
-template <int TS>
+// CD > 0: the channel count is known at compile time and colors accumulate
+// inside the main loop; CD == 0: any D, in a loop per channel.
+template <int TS, int CD>
 void forward_tile(const BlendInputs& in, int64_t tile, std::vector<float>& scratch, float* out_c, float* out_a,
                   float* out_T, int* out_last, float* isect_weight, int* isect_pixels) {
     const int ts = TS > 0 ? TS : int(in.tile_size), P = ts * ts;
@@ -129,6 +131,8 @@ void forward_tile(const BlendInputs& in, int64_t tile, std::vector<float>& scrat
         if (!(op >= ALPHA_MIN)) continue;
         const auto [r0, r1] = visible_rows(my, gs[7], t);
         const float rel = float(k - start + 1);
+        float c[CD > 0 ? CD : 1];
+        for (int ch = 0; ch < CD; ++ch) c[ch] = color[ch];
         for (int i = 0; i < ts; ++i) w_lane[i] = used_lane[i] = 0.f;
         for (int r = r0; r <= r1; ++r) {
             if (row_live[r] == 0) continue;  // every pixel of this row has stopped
@@ -153,10 +157,11 @@ void forward_tile(const BlendInputs& in, int64_t tile, std::vector<float>& scrat
                 dr[i] = stop ? 1.f : dr[i];
                 lr[i] = use ? rel : lr[i];
                 stops += stop;
+                for (int ch = 0; ch < CD; ++ch) acc[ch * P + r * ts + i] += w * c[ch];
             }
             n_done += stops;
             row_live[r] -= stops;
-            for (int64_t ch = 0; ch < D; ++ch) {
+            for (int64_t ch = 0; ch < (CD > 0 ? 0 : D); ++ch) {
                 const float c = color[ch];
                 float* a = acc + ch * P + r * ts;
 #pragma omp simd
@@ -310,9 +315,14 @@ void for_each_tile(const BlendInputs& in, int64_t scratch_floats, Args&&... args
 }
 
 template <int TS>
-struct Forward {
+struct Forward {  // RGB gets the fused channel loop
     template <typename... Args>
-    static void run(Args&&... args) { forward_tile<TS>(args...); }
+    static void run(const BlendInputs& in, Args&&... args) {
+        if (in.D == 3)
+            forward_tile<TS, 3>(in, args...);
+        else
+            forward_tile<TS, 0>(in, args...);
+    }
 };
 
 template <int TS>

@@ -27,8 +27,10 @@ HOST_DEVICE Vec2 alpha_extent(Sym2 conic, float opacity) {
     float det = conic.a * conic.c - conic.b * conic.b;
     float smax = logf(fmaxf(opacity, ALPHA_MIN) / ALPHA_MIN);
     if (!(det > 0.f)) return {1e30f, 1e30f};
-    // region 0.5 d^T Q d <= smax  =>  |dx| <= sqrt(2 smax Q^-1_xx), Q^-1_xx = c / det
-    return {sqrtf(2.f * smax * conic.c / det) + 1.f, sqrtf(2.f * smax * conic.a / det) + 1.f};
+    // region 0.5 d^T Q d <= smax  =>  |dx| <= sqrt(2 smax Q^-1_xx), Q^-1_xx = c / det;
+    // the small margin covers float rounding of sigma and exp at the boundary
+    const float ex = sqrtf(2.f * smax * conic.c / det), ey = sqrtf(2.f * smax * conic.a / det);
+    return {ex * 1.001f + 0.01f, ey * 1.001f + 0.01f};
 }
 
 // Backward of alpha = min(ALPHA_MAX, opacity * exp(-sigma)) given dL/dalpha:
