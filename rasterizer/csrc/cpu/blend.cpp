@@ -190,7 +190,9 @@ void forward_tile(const BlendInputs& in, int64_t tile, std::vector<float>& scrat
 // Per intersection gradient slots: opacity, conic (3), mean2d (2), |mean2d| (2), color (D).
 constexpr int GRAD_SLOTS = 8;
 
-template <int TS>
+// CD > 0: compile-time channel count, everything in one loop per row;
+// CD == 0: any D, with separate loops for the channels and the alpha backward.
+template <int TS, int CD>
 void backward_tile(const BlendInputs& in, int64_t tile, std::vector<float>& scratch, const float* final_T,
                    const int* last_ids, const float* v_render, const float* v_alpha, float* isect_grad) {
     const int ts = TS > 0 ? TS : int(in.tile_size), P = ts * ts;
@@ -236,6 +238,8 @@ void backward_tile(const BlendInputs& in, int64_t tile, std::vector<float>& scra
         const Sym2 q = {gs[2], gs[3], gs[4]};
         const float* cg = gs + PACK_HEADER;
         if (!(op >= ALPHA_MIN)) continue;
+        float c[CD > 0 ? CD : 1];
+        for (int ch = 0; ch < CD; ++ch) c[ch] = cg[ch];
         const auto [r0, r1] = visible_rows(my, gs[7], t);
         const float rel = float(k - start);
         std::fill(lane, lane + (GRAD_SLOTS + D) * ts, 0.f);
@@ -261,7 +265,27 @@ void backward_tile(const BlendInputs& in, int64_t tile, std::vector<float>& scra
                 w_r[i] = active ? alpha * Tk : 0.f;
                 va_r[i] = active ? Tf_r[i] * ra * va_p[i] : 0.f;
                 Tr[i] = active ? Tk : Tr[i];
+                if constexpr (CD > 0) {
+                    const float on = on_r[i], w = w_r[i];
+                    float v_alpha = va_r[i];
+                    for (int ch = 0; ch < CD; ++ch) {
+                        const int pc = ch * P + r * ts + i;
+                        lane_col[ch * ts + i] += w * vc[pc];
+                        v_alpha += on * (c[ch] * Tk - buf[pc] * ra) * vc[pc];
+                        buf[pc] += c[ch] * w;
+                    }
+                    SampleGrad sg = alpha_backward(q, op, dx, dy, sigma, v_alpha * on);
+                    lane[0 * ts + i] += sg.v_opacity;
+                    lane[1 * ts + i] += sg.v_conic_a;
+                    lane[2 * ts + i] += sg.v_conic_b;
+                    lane[3 * ts + i] += sg.v_conic_c;
+                    lane[4 * ts + i] += sg.v_mean_x;
+                    lane[5 * ts + i] += sg.v_mean_y;
+                    lane[6 * ts + i] += std::fabs(sg.v_mean_x);
+                    lane[7 * ts + i] += std::fabs(sg.v_mean_y);
+                }
             }
+            if constexpr (CD > 0) continue;
             for (int64_t ch = 0; ch < D; ++ch) {
                 const float c = cg[ch];
                 float* b = buf + ch * P + r * ts;
@@ -326,9 +350,14 @@ struct Forward {  // RGB gets the fused channel loop
 };
 
 template <int TS>
-struct Backward {
+struct Backward {  // RGB gets the single fused loop
     template <typename... Args>
-    static void run(Args&&... args) { backward_tile<TS>(args...); }
+    static void run(const BlendInputs& in, Args&&... args) {
+        if (in.D == 3)
+            backward_tile<TS, 3>(in, args...);
+        else
+            backward_tile<TS, 0>(in, args...);
+    }
 };
 
 BlendInputs blend_inputs(const AlignedFloats& packed, const Tensor& colors, const Tensor& isect_offsets,
