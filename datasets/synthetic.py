@@ -335,3 +335,30 @@ def make_dynamic_scene(
         "viewmats": viewmats.tolist(), "Ks": [K.tolist()] * n_cameras, "object_centers": track,
     })  # fmt: skip
     return out
+
+
+BUILTIN_NAME = "synthetic"
+
+
+def builtin_scene() -> Path:
+    """The built-in default scene (60 train / 10 test views at 320x320), rendered
+    once into the cache (``$SPLAT_CACHE/scenes/synthetic``) and reused."""
+    import shutil
+    import tempfile
+
+    from .cache import cache_root
+
+    out = cache_root() / "scenes" / BUILTIN_NAME
+    if (out / "transforms_test.json").is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # render into a temporary sibling, then rename: an interrupted run leaves no half scene
+    tmp = Path(tempfile.mkdtemp(prefix=f".{BUILTIN_NAME}.", dir=out.parent))
+    try:
+        make_scene(tmp)
+        if not (out / "transforms_test.json").is_file():
+            shutil.rmtree(out, ignore_errors=True)
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

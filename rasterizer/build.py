@@ -65,15 +65,25 @@ def _check_toolchain(compiler: str) -> None:
             raise BuildError("ninja is missing; install it with 'pip install ninja'") from None
 
 
-def _remove_stale_lock(out: Path, max_age_s: float = 900.0) -> None:
-    """torch's build lock outlives a killed build and would make every later
-    process wait forever; a lock older than any real build is stale."""
+def _wait_for_other_build(out: Path, stale_after_s: float = 300.0) -> None:
+    """Wait while another process builds into `out`. torch's own wait has no
+    timeout, and a build killed midway (Ctrl-C) leaves its lock file behind,
+    which would make every later process wait forever; a lock older than any
+    real build is removed."""
     lock = out / "lock"
-    try:
-        if time.time() - lock.stat().st_mtime > max_age_s:
-            lock.unlink()
-    except FileNotFoundError:
-        pass
+    announced = False
+    while True:
+        try:
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > stale_after_s:
+            lock.unlink(missing_ok=True)
+            return
+        if not announced:
+            print(f"splat: waiting for another process building into {out}", file=sys.stderr, flush=True)
+            announced = True
+        time.sleep(0.5)
 
 
 def _load(name: str, sources: list[Path], cflags: list[str], ldflags: list[str], **kwargs) -> ModuleType:
@@ -96,14 +106,14 @@ def _load(name: str, sources: list[Path], cflags: list[str], ldflags: list[str],
         verbose=os.environ.get("SPLAT_BUILD_VERBOSE") == "1",
         **kwargs,
     )
-    _remove_stale_lock(out)
+    _wait_for_other_build(out)
     try:
         try:
             module = cpp_extension.load(**kwargs)
         except ImportError:
-            # Another process held the build lock and died before writing the
+            # The process that held the build lock died before writing the
             # library (e.g. Ctrl-C during the first compile): build it here.
-            _remove_stale_lock(out, max_age_s=0)
+            (out / "lock").unlink(missing_ok=True)
             module = cpp_extension.load(**kwargs)
     except Exception as err:  # compiler errors arrive as RuntimeError/CalledProcessError
         raise BuildError(f"building the {name} backend failed in {out}: {err}".strip()) from err

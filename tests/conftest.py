@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+import splat  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads its OpenMP runtime)
 import torch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,6 +20,10 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "build": "splat.cli.build:Build",
     "process": "splat.cli.process:Process",
     "export": "splat.cli.export:Export",
+    "train": "splat.cli.train:Train",
+    "eval": "splat.cli.eval:Eval",
+    "render": "splat.cli.render:Render",
+    "view": "splat.cli.view:View",
     "bench": {
         "raster": "splat.cli.bench:BenchRaster",
     },
@@ -30,6 +34,10 @@ DESCRIPTIONS: dict[str, str] = {
     "process": "Photos or a video -> a COLMAP scene (structure-from-motion with pycolmap).",
     "build": "Compile the rasterizer's C++ (and, with a GPU, CUDA) backends now.",
     "export": "Convert a run, checkpoint or splat file to .ply, .splat or .spz.",
+    "train": "Train a Gaussian scene from a capture folder (writes a run directory).",
+    "eval": "PSNR / SSIM (/ LPIPS) of a run on its test views.",
+    "render": "Render a run along a camera path (orbit, spiral, train) to a video.",
+    "view": "Open a scene, checkpoint or run in the web viewer (viser).",
     "bench": "Benchmarks that print measured ratios (see docs/benchmarks.md).",
 }
 

@@ -1,0 +1,119 @@
+"""Training quality and speed: lego (7k / 30k) and bird (default / mcmc, 7k / 30k).
+
+    python benchmarks/train_quality.py lego-7k            # one run
+    python benchmarks/train_quality.py all                # everything (many CPU hours)
+    python benchmarks/train_quality.py profile            # one-step profile on lego
+
+Prints test PSNR / SSIM, Gaussian count and wall time, appends a JSON line per run
+to benchmarks/results/train_quality.jsonl. Targets (issue 4): lego mean PSNR over
+the 200 test views >= 33.5 dB after 7k steps and >= 35.0 after 30k.
+Data: $SPLAT_DATA (default ../shared/data). The pytest wrapper is marked `slow`.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads (see splat/__init__.py)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SPLAT_DATA", REPO.parent / "shared" / "data"))
+
+RUNS = {
+    "lego-7k": dict(scene="lego", steps=7_000, strategy="default", target=33.5),
+    "lego-30k": dict(scene="lego", steps=30_000, strategy="default", target=35.0),
+    "bird-default-7k": dict(scene="bird", steps=7_000, strategy="default"),
+    "bird-default-30k": dict(scene="bird", steps=30_000, strategy="default"),
+    "bird-mcmc-7k": dict(scene="bird", steps=7_000, strategy="mcmc"),
+    "bird-mcmc-30k": dict(scene="bird", steps=30_000, strategy="mcmc"),
+}
+
+
+def config_for(name: str, out: str, data_factor: int | None = None):
+    from splat.training import preset
+
+    r = RUNS[name]
+    df = data_factor or (1 if r["scene"] == "lego" else 2)  # bird 544x960 -> 272x480
+    eval_steps = sorted({min(7_000, r["steps"]), r["steps"]})
+    return preset("full", data=str(DATA / r["scene"]), data_factor=df, max_steps=r["steps"],
+                  strategy=r["strategy"], eval_steps=eval_steps, output_dir=out, run_name=name,
+                  ckpt_every=1_000, test_every=8)  # fmt: skip
+
+
+def run(name: str, out: str, data_factor: int | None = None) -> dict:
+    import torch
+
+    from splat.training.loop import Trainer
+
+    cfg = config_for(name, out, data_factor)
+    t0 = time.perf_counter()
+    run_dir = Path(out) / RUNS[name]["scene"] / cfg.method / name
+    trainer = Trainer.resume(run_dir) if (run_dir / "ckpts").is_dir() else Trainer(cfg)
+    trainer.train()
+    last = trainer.evals[-1]
+    result = {
+        "run": name, "scene": RUNS[name]["scene"], "strategy": cfg.strategy, "steps": cfg.max_steps,
+        "data_factor": cfg.data_factor, "psnr": last["psnr"], "ssim": last["ssim"],
+        "evals": [{k: e[k] for k in ("step", "psnr", "ssim", "num_gaussians", "elapsed")} for e in trainer.evals],
+        "num_gaussians": len(trainer.params["means"]), "train_s": trainer.elapsed,
+        "wall_s": time.perf_counter() - t0, "threads": torch.get_num_threads(), "device": str(trainer.device),
+        "profile_s": trainer._timings, "target": RUNS[name].get("target"), "run_dir": str(trainer.run_dir),
+    }  # fmt: skip
+    print(json.dumps({k: v for k, v in result.items() if k != "profile_s"}, indent=1))
+    res = REPO / "benchmarks" / "results"
+    res.mkdir(exist_ok=True)
+    with open(res / "train_quality.jsonl", "a") as f:
+        f.write(json.dumps(result) + "\n")
+    return result
+
+
+def profile(steps: int = 30, warmup: int = 300) -> dict:
+    """Per-phase time of training steps on lego (after `warmup` steps so densification has run)."""
+    import torch
+
+    from splat.training import preset
+    from splat.training.loop import Trainer
+
+    cfg = preset("full", data=str(DATA / "lego"), progress=False, output_dir="/tmp/splat_profile")
+    tr = Trainer(cfg)
+    for _ in range(warmup):
+        tr.train_step()
+    tr._timings.clear()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        tr.train_step()
+    total = (time.perf_counter() - t0) / steps
+    phases = {k: 1000 * v / steps for k, v in tr._timings.items()}
+    print(f"lego 400x400, {len(tr.params['means']):,} Gaussians, {torch.get_num_threads()} threads: "
+          f"{1000 * total:.1f} ms/step")
+    for k, v in sorted(phases.items(), key=lambda kv: -kv[1]):
+        print(f"  {k:<10} {v:7.1f} ms  {100 * v / (1000 * total):5.1f} %")
+    return {"ms_per_step": 1000 * total, "phases_ms": phases, "num_gaussians": len(tr.params["means"])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("which", choices=[*RUNS, "all", "profile"])
+    ap.add_argument("--out", default=str(REPO / "outputs" / "bench"))
+    ap.add_argument("--data-factor", type=int, default=None)
+    args = ap.parse_args()
+    if args.which == "profile":
+        profile()
+        return
+    names = list(RUNS) if args.which == "all" else [args.which]
+    failed = []
+    for n in names:
+        r = run(n, args.out, args.data_factor)
+        if r["target"] is not None and r["psnr"] < r["target"]:
+            failed.append(f"{n}: {r['psnr']:.2f} < {r['target']}")
+    if failed:
+        raise SystemExit("below target: " + "; ".join(failed))
+
+
+if __name__ == "__main__":
+    main()
