@@ -78,3 +78,26 @@ def test_process_cli_exit_code(tmp_path, monkeypatch, capsys):
         main()
     assert e.value.code == 2
     assert "nope: image folder does not exist" in capsys.readouterr().err
+
+
+def test_process_video(tmp_path, monkeypatch, capsys):
+    """`splat process --video`: frames extracted at --fps, all of them registered."""
+    import json
+
+    import imageio.v3 as iio
+
+    scene = make_scene(tmp_path / "src", n_train=16, n_test=1, width=320, transparent=False, arc_deg=80)
+    frames = []
+    for f in json.loads((scene / "transforms_train.json").read_text())["frames"]:
+        name = f["file_path"] if f["file_path"].endswith(".png") else f["file_path"] + ".png"
+        frames.append(iio.imread(scene / name)[..., :3])
+    video = tmp_path / "orbit.mp4"
+    iio.imwrite(video, np.stack(frames), fps=8, codec="libx264", macro_block_size=16)
+    monkeypatch.setattr(sys, "argv", ["splat"])
+    assert run(["process", "--video", str(video), "--fps", "8", "--output", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "extracted 16 frames" in out  # 2 s of video sampled at 8 fps
+    loaded = D.load(tmp_path / "out", check_images=True)
+    assert len(loaded.cameras.names) >= 14  # views 5 degrees apart: (nearly) all register
+    assert len(loaded.points) > 300
+    assert "splat train --data" in out

@@ -44,5 +44,5 @@ class Process:
             min_registered=self.min_registered, seed=self.seed, verbose=self.verbose,
         )  # fmt: skip
         print(f"splat process: {summary}")
-        print(f"next: splat train {summary.out_dir}")
+        print(f"next: splat train --data {summary.out_dir}")
         return 0
