@@ -120,6 +120,25 @@ def _sample(probs: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
     return torch.multinomial(probs, n, replacement=True, generator=generator)
 
 
+def _sample_sources(params, candidates: Tensor, n: int, generator, min_opacity: float):
+    """n source Gaussians drawn from `candidates` by opacity, and the opacity
+    logits / log-scales every source gets once it is shared with its copies."""
+    opac = torch.sigmoid(params["opacities"])
+    sampled = candidates[_sample(opac[candidates], n, generator)]
+    ratios = torch.bincount(sampled, minlength=len(opac))[sampled] + 1
+    new_o, new_s = relocation_coefficients(opac[sampled], torch.exp(params["scales"][sampled]), ratios)
+    new_o = new_o.clamp(min=min_opacity, max=1.0 - torch.finfo(new_o.dtype).eps)
+    return sampled, {"opacities": torch.logit(new_o), "scales": torch.log(new_s)}
+
+
+def _shared(name: str, p: Tensor, sampled: Tensor, updates: dict[str, Tensor]) -> Tensor:
+    """A copy of parameter `p` with the sources' opacity and scale updated."""
+    p = p.clone()
+    if name in updates:
+        p[sampled] = updates[name]
+    return p
+
+
 def relocate(params, optimizers, dead: Tensor, generator: torch.Generator | None = None,
              min_opacity: float = 0.005) -> int:
     """Move dead Gaussians (mask) onto live ones sampled by opacity; returns how many."""
@@ -127,18 +146,10 @@ def relocate(params, optimizers, dead: Tensor, generator: torch.Generator | None
     n = len(dead_idx)
     if n == 0 or len(alive_idx) == 0:
         return 0
-    opac = torch.sigmoid(params["opacities"])
-    sampled = alive_idx[_sample(opac[alive_idx], n, generator)]
-    ratios = torch.bincount(sampled, minlength=len(opac))[sampled] + 1
-    new_o, new_s = relocation_coefficients(opac[sampled], torch.exp(params["scales"][sampled]), ratios)
-    new_o = new_o.clamp(min=min_opacity, max=1.0 - torch.finfo(new_o.dtype).eps)
+    sampled, updates = _sample_sources(params, alive_idx, n, generator, min_opacity)
 
     def param_fn(name: str, p: Tensor) -> Tensor:
-        p = p.clone()
-        if name == "opacities":
-            p[sampled] = torch.logit(new_o)
-        elif name == "scales":
-            p[sampled] = torch.log(new_s)
+        p = _shared(name, p, sampled, updates)
         p[dead_idx] = p[sampled]
         return p
 
@@ -157,18 +168,11 @@ def sample_add(params, optimizers, n: int, generator: torch.Generator | None = N
     """Append n Gaussians copied from live ones sampled by opacity (opacity/scale adjusted)."""
     if n <= 0:
         return 0
-    opac = torch.sigmoid(params["opacities"])
-    sampled = _sample(opac, n, generator)
-    ratios = torch.bincount(sampled, minlength=len(opac))[sampled] + 1
-    new_o, new_s = relocation_coefficients(opac[sampled], torch.exp(params["scales"][sampled]), ratios)
-    new_o = new_o.clamp(min=min_opacity, max=1.0 - torch.finfo(new_o.dtype).eps)
+    everyone = torch.arange(len(params["opacities"]), device=params["opacities"].device)
+    sampled, updates = _sample_sources(params, everyone, n, generator, min_opacity)
 
     def param_fn(name: str, p: Tensor) -> Tensor:
-        p = p.clone()
-        if name == "opacities":
-            p[sampled] = torch.logit(new_o)
-        elif name == "scales":
-            p[sampled] = torch.log(new_s)
+        p = _shared(name, p, sampled, updates)
         return torch.cat([p, p[sampled]])
 
     def state_fn(_, v: Tensor) -> Tensor:
