@@ -26,7 +26,8 @@ import torch
 from torch import Tensor
 
 from splat.errors import SplatError
-from splat.viewer.camera import fov_to_K, matrix_to_quat, quat_to_matrix
+from splat.rotations import matrix_to_quat, quat_to_matrix, slerp
+from splat.viewer.camera import fov_to_K
 
 FORMAT = "splat-camera-path"
 VERSION = 1
@@ -138,18 +139,6 @@ def _keyframe_times(kfs: list[Keyframe], seconds: float) -> np.ndarray:
     return np.linspace(0.0, max(seconds, 1e-9), len(kfs))
 
 
-def _slerp(q0: np.ndarray, q1: np.ndarray, u: float) -> np.ndarray:
-    if np.dot(q0, q1) < 0:
-        q1 = -q1
-    d = float(np.clip(np.dot(q0, q1), -1.0, 1.0))
-    if d > 0.9995:
-        q = q0 + u * (q1 - q0)
-    else:
-        th = math.acos(d)
-        q = (math.sin((1 - u) * th) * q0 + math.sin(u * th) * q1) / math.sin(th)
-    return q / np.linalg.norm(q)
-
-
 def _interpolate(kfs: list[Keyframe], times: np.ndarray, t: float, smooth: bool) -> tuple[np.ndarray, float]:
     i = int(np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(kfs) - 2))
     u = float(np.clip((t - times[i]) / max(times[i + 1] - times[i], 1e-12), 0.0, 1.0))
@@ -163,7 +152,7 @@ def _interpolate(kfs: list[Keyframe], times: np.ndarray, t: float, smooth: bool)
     else:
         center = (1 - u) * centers[i] + u * centers[i + 1]
         ur = u
-    q = _slerp(matrix_to_quat(c2w[i][:3, :3]), matrix_to_quat(c2w[i + 1][:3, :3]), ur)
+    q = slerp(matrix_to_quat(c2w[i][:3, :3]), matrix_to_quat(c2w[i + 1][:3, :3]), ur)
     pose = np.eye(4)
     pose[:3, :3] = quat_to_matrix(q)
     pose[:3, 3] = center

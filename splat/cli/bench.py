@@ -34,13 +34,11 @@ def _bird_scene(data_dir: Path) -> dict:
 
     from splat.datasets import load
 
+    from splat.training.ops import knn_scale
+
     data = load(data_dir / "bird", normalize="none", check_images=False)
     pts = data.points.float()
-    knn = []
-    for chunk in pts.split(2048):
-        d = torch.cdist(chunk, pts)
-        knn.append(d.topk(4, largest=False).values[:, 1:].mean(dim=1))
-    scale = torch.cat(knn).clamp(min=1e-4)
+    scale = knn_scale(pts, k=3).clamp(min=1e-4)
     n = len(pts)
     sh = torch.zeros(n, 16, 3)
     sh[:, 0] = (data.point_colors.float() - 0.5) / 0.28209479177387814
@@ -53,8 +51,6 @@ def _bird_scene(data_dir: Path) -> dict:
 
 
 def _make_case(case: str, data_dir: Path) -> dict:
-    import torch
-
     from splat import procedural
 
     sizes = {"a": (100_000, 400, 400), "b": (1_000_000, 800, 800), "small": (5_000, 128, 128)}

@@ -9,11 +9,12 @@ copied rows keep their state (or get zeros, as gsplat does for new rows).
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 from torch import Tensor
+
+from splat.rasterizer.reference import quat_to_rotmat
 
 ParamFn = Callable[[str, Tensor], Tensor]
 StateFn = Callable[[str, Tensor], Tensor]
@@ -196,16 +197,6 @@ def inject_noise(params, scale: float, generator: torch.Generator | None = None)
     params["means"].add_(torch.einsum("nij,nj->ni", cov, noise))
 
 
-def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """wxyz quaternions [N, 4] (any norm) -> rotation matrices [N, 3, 3]."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], dim=-1).reshape(-1, 3, 3)  # fmt: skip
-
-
 def knn_scale(points: Tensor, k: int = 3, chunk: int = 4096) -> Tensor:
     """Mean distance to the k nearest neighbours (for the initial scales), [P]."""
     n = points.shape[0]
@@ -236,4 +227,4 @@ def scene_extent(camera_centers: Tensor) -> float:
 
 
 __all__ = ["update_params", "duplicate", "split", "remove", "reset_opacity", "relocate", "sample_add",
-           "inject_noise", "relocation_coefficients", "quat_to_rotmat", "knn_scale", "scene_extent"]
+           "inject_noise", "relocation_coefficients", "knn_scale", "scene_extent"]

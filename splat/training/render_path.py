@@ -7,6 +7,8 @@ import math
 import numpy as np
 import torch
 
+from splat.rotations import matrix_to_quat, quat_to_matrix, slerp
+
 
 def _look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
     """World-to-camera (OpenCV: x right, y down, z forward) looking from eye at target."""
@@ -84,31 +86,6 @@ def spiral(cameras, n_frames: int = 120, rotations: int = 2) -> torch.Tensor:
     return torch.tensor(np.stack(mats), dtype=torch.float32)
 
 
-def _quat(R: np.ndarray) -> np.ndarray:
-    w = math.sqrt(max(0.0, 1 + R[0, 0] + R[1, 1] + R[2, 2])) / 2
-    x = math.copysign(math.sqrt(max(0.0, 1 + R[0, 0] - R[1, 1] - R[2, 2])) / 2, R[2, 1] - R[1, 2])
-    y = math.copysign(math.sqrt(max(0.0, 1 - R[0, 0] + R[1, 1] - R[2, 2])) / 2, R[0, 2] - R[2, 0])
-    z = math.copysign(math.sqrt(max(0.0, 1 - R[0, 0] - R[1, 1] + R[2, 2])) / 2, R[1, 0] - R[0, 1])
-    return np.array([w, x, y, z])
-
-
-def _rot(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])  # fmt: skip
-
-
-def _slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
-    if np.dot(q0, q1) < 0:
-        q1 = -q1
-    d = float(np.clip(np.dot(q0, q1), -1, 1))
-    if d > 0.9995:
-        return (1 - t) * q0 + t * q1
-    th = math.acos(d)
-    return (math.sin((1 - t) * th) * q0 + math.sin(t * th) * q1) / math.sin(th)
-
-
 def interpolate_poses(c2w: np.ndarray, n_frames: int) -> np.ndarray:
     """Piecewise slerp / lerp through camera-to-world matrices [M, 4, 4] -> [n_frames, 4, 4]."""
     m = len(c2w)
@@ -116,7 +93,7 @@ def interpolate_poses(c2w: np.ndarray, n_frames: int) -> np.ndarray:
     for s in np.linspace(0, m - 1, n_frames):
         i = min(int(s), m - 2)
         t = s - i
-        R = _rot(_slerp(_quat(c2w[i, :3, :3]), _quat(c2w[i + 1, :3, :3]), t))
+        R = quat_to_matrix(slerp(matrix_to_quat(c2w[i, :3, :3]), matrix_to_quat(c2w[i + 1, :3, :3]), t))
         M = np.eye(4)
         M[:3, :3], M[:3, 3] = R, (1 - t) * c2w[i, :3, 3] + t * c2w[i + 1, :3, 3]
         out.append(M)
