@@ -160,7 +160,7 @@ def _overhead(threads):
         """Simulated client: orbits the camera, one request per 30 ms, through the viewer's scheduler."""
 
         def __init__(self):
-            self.tv = TrainingViewer(trainer, port=0, refresh_every=10, verbose=False)
+            self.tv = TrainingViewer(trainer, port=0, refresh_every=20, verbose=False)
             self.sched = None
             self._stop = threading.Event()
             self.thread = None

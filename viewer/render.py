@@ -335,9 +335,16 @@ class FrameScheduler:
                 return
             state, seq, full = job
             if self.throttle is not None:
+                # wait until the throttle says go (it can hold frames back, e.g. for a due
+                # scene refresh), in short sleeps so that stop() is noticed
                 pause = self.throttle(time.perf_counter())
-                if pause > 0:
-                    time.sleep(pause)
+                waited = pause > 0
+                while pause > 0 and not self._stop:
+                    time.sleep(min(pause, 0.1))
+                    pause = self.throttle(time.perf_counter())
+                if self._stop:
+                    return
+                if waited:
                     with self._cond:  # a newer request may have come in meanwhile: take it
                         if self._seq != seq:
                             state, seq = self._state, self._seq

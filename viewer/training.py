@@ -69,6 +69,7 @@ class TrainingViewer:
         self.history: collections.deque = collections.deque(maxlen=history)  # (step, time, metrics)
         self._last_refresh_step = -(10**9)
         self._pending: Any = None  # snapshot waiting for the refresh thread
+        self._refresh_due = threading.Event()  # set: a scene refresh waits for the budget
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -105,7 +106,11 @@ class TrainingViewer:
         # Training thread: O(1) unless a refresh is due.
         self.step = step
         self.history.append((step, time.perf_counter(), metrics))
-        if step - self._last_refresh_step >= self.refresh_every and self._pending is None and self.budget.available():
+        due = step - self._last_refresh_step >= self.refresh_every and self._pending is None
+        if due and not self.budget.available():
+            self._refresh_due.set()  # server frames hold back until the refresh gets its turn
+        elif due:
+            self._refresh_due.clear()
             self._last_refresh_step = step
             t0 = time.perf_counter()
             snap = trainer.snapshot()  # on the training thread: consistent tensors
@@ -117,6 +122,7 @@ class TrainingViewer:
 
     def on_end(self, trainer) -> None:
         self._finished = True
+        self._refresh_due.clear()
         self.budget.unlimited.set()
         self._pending = (self.step, trainer.snapshot())
         self._wake.set()
@@ -130,7 +136,10 @@ class TrainingViewer:
     def _throttle(self, now: float) -> float:
         if self._paused() or self._finished:
             return 0.0
-        return self.budget.delay(now)
+        # Scene refreshes come first: while one is due, frames leave the budget to it
+        # (otherwise a watching browser spends every token and training never refreshes).
+        delay = self.budget.delay(now)
+        return max(delay, 0.02) if self._refresh_due.is_set() else delay
 
     def _budgeted(self, fn):
         def wrapped(*args, **kwargs):
