@@ -100,3 +100,25 @@ def test_unwritable_output_exit_2(tiny_scene, tmp_path, monkeypatch, capsys):
     code, out = main_exit(["train", "--data", str(tiny_scene), "--output-dir", str(tmp_path / "f"), "--quiet",
                            "--max-steps", "5"], monkeypatch, capsys)
     assert code == 2 and "cannot write to the output folder" in out.err
+
+
+def test_data_synthetic_is_the_builtin_scene(tmp_path, monkeypatch):
+    """`--data synthetic` (the README's main job) renders the built-in scene once into
+    the cache and trains on it; an existing folder named synthetic still wins."""
+    from pathlib import Path
+
+    from splat.cli.train import Train
+    from splat.datasets.synthetic import builtin_scene
+
+    monkeypatch.setenv("SPLAT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    cfg = Train(data=Path("synthetic"), preset="fast").build_config()
+    scene = tmp_path / "cache" / "scenes" / "synthetic"
+    assert Path(cfg.data) == scene
+    first = (scene / "transforms_train.json").stat().st_mtime_ns
+    assert len(json.loads((scene / "transforms_train.json").read_text())["frames"]) == 60
+    assert builtin_scene() == scene
+    assert (scene / "transforms_train.json").stat().st_mtime_ns == first  # reused, not rendered again
+    assert not list(scene.parent.glob(".synthetic.*"))  # no temporary folder left behind
+    (tmp_path / "synthetic").mkdir()
+    assert Path(Train(data=Path("synthetic"), preset="fast").build_config().data) == Path("synthetic")

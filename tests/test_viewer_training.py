@@ -206,6 +206,7 @@ def _overhead(threads):
           f"({100 * (cpu_ratio - 1):+.1f}%), wall {min(w for w, _ in base):.2f} s -> "
           f"{min(w for w, _ in withv):.2f} s ({100 * (wall_ratio - 1):+.1f}%); "
           f"{browser_frames} frames, {refreshes} refreshes")
-    assert refreshes >= 3, "the scene was never refreshed"
+    # a watching browser must not starve scene refreshes (starved: 2-3 over both runs)
+    assert refreshes >= 8, f"only {refreshes} scene refreshes in {2 * steps} steps"
     assert browser_frames >= 3, "the simulated browser got no frames"
     assert cpu_ratio < 1.10, f"the viewer cost {100 * (cpu_ratio - 1):.1f}% extra CPU (limit 10%)"
