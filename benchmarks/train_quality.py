@@ -3,6 +3,7 @@
     python benchmarks/train_quality.py lego-7k            # one run
     python benchmarks/train_quality.py all                # everything (many CPU hours)
     python benchmarks/train_quality.py profile            # one-step profile on lego
+    python benchmarks/train_quality.py lego-7k --set default.grow_grad2d=0.00015 --tag grad15
 
 Prints test PSNR / SSIM, Gaussian count and wall time, appends a JSON line per run
 to benchmarks/results/train_quality.jsonl. Targets (issue 4): lego mean PSNR over
@@ -34,30 +35,47 @@ RUNS = {
 }
 
 
-def config_for(name: str, out: str, data_factor: int | None = None):
+def config_for(name: str, out: str, data_factor: int | None = None, overrides: list[str] = (), tag: str = ""):
+    """The run's config; `overrides` are "dotted.key=value" strings (values parsed as YAML)."""
+    import yaml
+
     from splat.training import preset
+    from splat.training.config import TrainConfig
 
     r = RUNS[name]
     df = data_factor or (1 if r["scene"] == "lego" else 2)  # bird 544x960 -> 272x480
     eval_steps = sorted({min(7_000, r["steps"]), r["steps"]})
-    return preset("full", data=str(DATA / r["scene"]), data_factor=df, max_steps=r["steps"],
-                  strategy=r["strategy"], eval_steps=eval_steps, output_dir=out, run_name=name,
-                  ckpt_every=1_000, test_every=8)  # fmt: skip
+    cfg = preset("full", data=str(DATA / r["scene"]), data_factor=df, max_steps=r["steps"],
+                 strategy=r["strategy"], eval_steps=eval_steps, output_dir=out,
+                 run_name=f"{name}-{tag}" if tag else name, ckpt_every=1_000, test_every=8)  # fmt: skip
+    d = cfg.to_dict()
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        *parents, leaf = key.split(".")
+        node = d
+        for p in parents:
+            node = node[p]
+        if leaf not in node:
+            raise SystemExit(f"--set {item!r}: unknown key {key!r}")
+        node[leaf] = yaml.safe_load(value)
+    return TrainConfig.from_dict(d)
 
 
-def run(name: str, out: str, data_factor: int | None = None) -> dict:
+def run(name: str, out: str, data_factor: int | None = None, overrides: list[str] = (), tag: str = "") -> dict:
     import torch
 
     from splat.training.loop import Trainer
 
-    cfg = config_for(name, out, data_factor)
+    cfg = config_for(name, out, data_factor, overrides, tag)
     t0 = time.perf_counter()
-    run_dir = Path(out) / RUNS[name]["scene"] / cfg.method / name
+    run_dir = Path(out) / RUNS[name]["scene"] / cfg.method / cfg.run_name
     trainer = Trainer.resume(run_dir) if (run_dir / "ckpts").is_dir() else Trainer(cfg)
     trainer.train()
     last = trainer.evals[-1]
     result = {
-        "run": name, "scene": RUNS[name]["scene"], "strategy": cfg.strategy, "steps": cfg.max_steps,
+        "run": cfg.run_name, "overrides": list(overrides), "scene": RUNS[name]["scene"], "strategy": cfg.strategy, "steps": cfg.max_steps,
         "data_factor": cfg.data_factor, "psnr": last["psnr"], "ssim": last["ssim"],
         "evals": [{k: e[k] for k in ("step", "psnr", "ssim", "num_gaussians", "elapsed")} for e in trainer.evals],
         "num_gaussians": len(trainer.params["means"]), "train_s": trainer.elapsed,
@@ -101,6 +119,9 @@ def main() -> None:
     ap.add_argument("which", choices=[*RUNS, "all", "profile"])
     ap.add_argument("--out", default=str(REPO / "outputs" / "bench"))
     ap.add_argument("--data-factor", type=int, default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, e.g. default.grow_grad2d=0.00015 or background=white")
+    ap.add_argument("--tag", default="", help="suffix for the run name (with --set)")
     args = ap.parse_args()
     if args.which == "profile":
         profile()
@@ -108,7 +129,7 @@ def main() -> None:
     names = list(RUNS) if args.which == "all" else [args.which]
     failed = []
     for n in names:
-        r = run(n, args.out, args.data_factor)
+        r = run(n, args.out, args.data_factor, args.set, args.tag)
         if r["target"] is not None and r["psnr"] < r["target"]:
             failed.append(f"{n}: {r['psnr']:.2f} < {r['target']}")
     if failed:

@@ -72,6 +72,7 @@ def _wait_for_other_build(out: Path, stale_after_s: float = 300.0) -> None:
     real build is removed."""
     lock = out / "lock"
     announced = False
+    start = time.monotonic()
     while True:
         try:
             age = time.time() - lock.stat().st_mtime
@@ -80,7 +81,8 @@ def _wait_for_other_build(out: Path, stale_after_s: float = 300.0) -> None:
         if age > stale_after_s:
             lock.unlink(missing_ok=True)
             return
-        if not announced:
+        # torch also holds the lock briefly to check a cached build: say nothing for that
+        if not announced and time.monotonic() - start > 2.0:
             print(f"splat: waiting for another process building into {out}", file=sys.stderr, flush=True)
             announced = True
         time.sleep(0.5)

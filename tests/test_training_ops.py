@@ -204,3 +204,40 @@ def test_knn_scale_matches_brute_force(k):
     p = torch.rand(300, 3, generator=torch.Generator().manual_seed(0))
     d = torch.cdist(p, p).topk(k + 1, largest=False).values[:, 1:].mean(-1)
     assert torch.allclose(ops.knn_scale(p, k=k), d, atol=1e-5)
+
+
+def _cameras(eyes, width=64, height=48):
+    from splat import procedural
+    from splat.datasets.cameras import Cameras
+
+    viewmats = torch.stack([procedural.look_at(e) for e in eyes])
+    Ks = procedural.intrinsics(width, height, fov_x_deg=60.0)[None].repeat(len(eyes), 1, 1)
+    n = len(eyes)
+    return Cameras(viewmats, Ks, torch.full((n,), width), torch.full((n,), height), [str(i) for i in range(n)])
+
+
+def test_seen_by_any_frustum():
+    cams = _cameras([(0.0, 0.0, 4.0)])  # looks down -z at the origin
+    pts = torch.tensor([
+        [0.0, 0.0, 0.0],  # center of the image
+        [0.0, 0.0, 5.0],  # behind the camera
+        [3.0, 0.0, 0.0],  # 37 deg off-axis: outside the 30 deg half field of view
+        [1.5, 0.0, 0.0],  # 20.6 deg: inside
+        [0.0, 1.5, 0.0],  # vertical half field of view is 23.4 deg: 20.6 deg is inside
+        [0.0, 2.0, 0.0],  # 26.6 deg: outside vertically
+    ])  # fmt: skip
+    assert ops.seen_by_any(pts, cams).tolist() == [True, False, False, True, True, False]
+
+
+def test_random_cube_points_only_where_cameras_look():
+    eyes = [(4.0, 0.0, 0.0), (0.0, 0.0, 4.0), (-4.0, 0.0, 0.0)]
+    cams = _cameras(eyes)
+    g = torch.Generator().manual_seed(0)
+    pts = ops.random_cube_points(cams, 5_000, half_size=0.7, generator=g)
+    assert pts.shape == (5_000, 3)
+    assert ops.seen_by_any(pts, cams).all()
+    # focus is the origin, mean camera distance 4: the cube has half-size 2.8
+    assert pts.abs().max() <= 2.8 + 1e-5 and pts.abs().max() > 2.0
+    # a plain cube that large has corners no camera sees; those were redrawn
+    plain = 2.8 * (torch.rand(5_000, 3, generator=g) * 2 - 1)
+    assert (~ops.seen_by_any(plain, cams)).sum() > 500

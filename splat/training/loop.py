@@ -130,11 +130,7 @@ class Trainer:
                 keep = torch.randperm(len(pts), generator=g)[: c.max_init_points]
                 pts, rgb = pts[keep], rgb[keep]
         else:
-            from splat.training.render_path import focus_point
-
-            center = torch.tensor(focus_point(self.data.cameras[self.data.train_indices]), dtype=torch.float32)
-            half = c.init_extent * self.scene_scale
-            pts = center + half * (torch.rand(c.init_num_pts, 3, generator=g) * 2 - 1)
+            pts = ops.random_cube_points(self.data.cameras[self.data.train_indices], c.init_num_pts, c.init_extent, g)
             rgb = torch.rand(c.init_num_pts, 3, generator=g)
         n = len(pts)
         if n == 0:

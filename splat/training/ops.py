@@ -226,5 +226,43 @@ def scene_extent(camera_centers: Tensor) -> float:
     return 1.1 * float(torch.linalg.norm(c - c.mean(0), dim=-1).max().clamp(min=1e-6))
 
 
+def seen_by_any(points: Tensor, cameras, near: float = 0.01) -> Tensor:
+    """Whether each point [P, 3] projects inside at least one camera's image, [P] bool."""
+    seen = torch.zeros(len(points), dtype=torch.bool)
+    for viewmat, K, w, h in zip(cameras.viewmats, cameras.Ks, cameras.widths, cameras.heights):
+        p_cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]  # [P, 3]
+        z = p_cam[:, 2]
+        uv = p_cam[:, :2] / z.clamp(min=near)[:, None] * K[[0, 1], [0, 1]] + K[:2, 2]  # [P, 2]
+        seen |= (z > near) & (uv >= 0).all(-1) & (uv[:, 0] < float(w)) & (uv[:, 1] < float(h))
+    return seen
+
+
+def random_cube_points(cameras, n: int, half_size: float, generator: torch.Generator, max_rounds: int = 20) -> Tensor:
+    """n points uniform in a cube around the cameras' focus point, [n, 3].
+
+    The cube's half-size is `half_size` x the mean camera-to-focus distance. Points
+    that no camera sees are redrawn: they would never get a gradient, and later
+    views (test or novel) would find them as floaters.
+    """
+    from splat.training.render_path import focus_point
+
+    centers = cameras.centers.float()
+    focus = torch.tensor(focus_point(cameras), dtype=torch.float32)
+    half = half_size * float((centers - focus).norm(dim=-1).mean())
+    kept: list[Tensor] = []
+    count = 0
+    for _ in range(max_rounds):
+        pts = focus + half * (torch.rand(n, 3, generator=generator) * 2 - 1)  # [n, 3]
+        pts = pts[seen_by_any(pts, cameras)]
+        kept.append(pts)
+        count += len(pts)
+        if count >= n:
+            break
+    pts = torch.cat(kept)[:n]
+    if len(pts) < n:  # cameras see almost none of the cube: fall back to the plain cube
+        pts = torch.cat([pts, focus + half * (torch.rand(n - len(pts), 3, generator=generator) * 2 - 1)])
+    return pts
+
+
 __all__ = ["update_params", "duplicate", "split", "remove", "reset_opacity", "relocate", "sample_add",
-           "inject_noise", "relocation_coefficients", "knn_scale", "scene_extent"]
+           "inject_noise", "relocation_coefficients", "knn_scale", "scene_extent", "seen_by_any", "random_cube_points"]
