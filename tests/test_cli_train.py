@@ -82,6 +82,7 @@ def test_resume_finished_run_extends(trained, capsys):
     (["train", "--data", "{scene}", "--strategy", "nope"], "strategy"),
     (["train", "--data", "{scene}", "--max-steps", "0", "--quiet"], "max_steps must be >= 1"),
     (["train", "--data", "{scene}", "--data-factor", "0", "--quiet"], "data-factor"),
+    (["train", "--data", "{scene}", "--grow-grad2d", "-1", "--quiet"], "--grow-grad2d must be positive"),
     (["train", "--data", "/nonexistent/scene", "--quiet"], "no such folder"),
     (["train", "--quiet"], "--data"),
     (["train", "--resume", "/nonexistent/run"], "not a run directory"),
@@ -122,3 +123,13 @@ def test_data_synthetic_is_the_builtin_scene(tmp_path, monkeypatch):
     assert not list(scene.parent.glob(".synthetic.*"))  # no temporary folder left behind
     (tmp_path / "synthetic").mkdir()
     assert Path(Train(data=Path("synthetic"), preset="fast").build_config().data) == Path("synthetic")
+
+
+def test_grow_grad2d_option_reaches_the_strategy():
+    from splat.cli.train import Train
+
+    cfg = Train(grow_grad2d=0.0001).build_config()
+    assert cfg.default.grow_grad2d == 0.0001 and not cfg.default.absgrad
+    cfg = Train(absgrad=True, grow_grad2d=0.0005).build_config()  # an explicit threshold wins
+    assert cfg.default.absgrad and cfg.default.grow_grad2d == 0.0005
+    assert Train().build_config().default.grow_grad2d == 0.0002  # INRIA default

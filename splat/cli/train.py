@@ -43,6 +43,10 @@ class Train:
     """Mip-Splatting anti-aliasing: the 3D smoothing filter and the 2D mip filter."""
     absgrad: bool = False
     """default strategy: AbsGS gradient (grow threshold 0.0008)."""
+    grow_grad2d: float | None = None
+    """default strategy: clone/split threshold on the mean view-space gradient (INRIA:
+    0.0002). Lower means more Gaussians: 0.0001 took lego 7k from 32.7 to 33.5 dB with
+    2.3x the Gaussians."""
     appearance: Literal["none", "exposure", "affine"] | None = None
     """Per-image color correction during training."""
     pose_opt: bool = False
@@ -98,6 +102,10 @@ class Train:
             o["pose_opt"] = True
         if self.absgrad:
             o["default"] = dataclasses.replace(cfg.default, absgrad=True, grow_grad2d=0.0008)
+        if self.grow_grad2d is not None:
+            if not self.grow_grad2d > 0:
+                raise SplatError(f"--grow-grad2d must be positive, got {self.grow_grad2d}")
+            o["default"] = dataclasses.replace(o.get("default", cfg.default), grow_grad2d=self.grow_grad2d)
         if self.cap_max is not None:
             o["mcmc"] = dataclasses.replace(cfg.mcmc, cap_max=self.cap_max)
         cfg = dataclasses.replace(cfg, **o)
