@@ -75,7 +75,8 @@ def run(name: str, out: str, data_factor: int | None = None, overrides: list[str
     trainer.train()
     last = trainer.evals[-1]
     result = {
-        "run": cfg.run_name, "overrides": list(overrides), "scene": RUNS[name]["scene"], "strategy": cfg.strategy, "steps": cfg.max_steps,
+        "run": cfg.run_name, "overrides": list(overrides), "scene": RUNS[name]["scene"], "strategy": cfg.strategy,
+        "steps": cfg.max_steps,
         "data_factor": cfg.data_factor, "psnr": last["psnr"], "ssim": last["ssim"],
         "evals": [{k: e[k] for k in ("step", "psnr", "ssim", "num_gaussians", "elapsed")} for e in trainer.evals],
         "num_gaussians": len(trainer.params["means"]), "train_s": trainer.elapsed,

@@ -75,3 +75,14 @@ def cpu_backend():
 
     backend_cpu.load_extension()
     return backend_cpu
+
+
+@pytest.fixture
+def train_quality():
+    """benchmarks/train_quality.py as a module (benchmarks/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_quality", REPO / "benchmarks" / "train_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -229,11 +229,10 @@ def scene_extent(camera_centers: Tensor) -> float:
 def seen_by_any(points: Tensor, cameras, near: float = 0.01) -> Tensor:
     """Whether each point [P, 3] projects inside at least one camera's image, [P] bool."""
     seen = torch.zeros(len(points), dtype=torch.bool)
-    for viewmat, K, w, h in zip(cameras.viewmats, cameras.Ks, cameras.widths, cameras.heights):
-        p_cam = points @ viewmat[:3, :3].T + viewmat[:3, 3]  # [P, 3]
-        z = p_cam[:, 2]
-        uv = p_cam[:, :2] / z.clamp(min=near)[:, None] * K[[0, 1], [0, 1]] + K[:2, 2]  # [P, 2]
-        seen |= (z > near) & (uv >= 0).all(-1) & (uv[:, 0] < float(w)) & (uv[:, 1] < float(h))
+    for i in range(len(cameras)):
+        uv, depth = cameras.project(points, i)  # [P, 2], [P]; uv is not finite at depth 0
+        inside = (uv >= 0).all(-1) & (uv[:, 0] < float(cameras.widths[i])) & (uv[:, 1] < float(cameras.heights[i]))
+        seen |= (depth > near) & inside
     return seen
 
 
@@ -246,21 +245,21 @@ def random_cube_points(cameras, n: int, half_size: float, generator: torch.Gener
     """
     from splat.training.render_path import focus_point
 
-    centers = cameras.centers.float()
     focus = torch.tensor(focus_point(cameras), dtype=torch.float32)
-    half = half_size * float((centers - focus).norm(dim=-1).mean())
+    half = half_size * float((cameras.centers.float() - focus).norm(dim=-1).mean())
+
+    def draw(k: int) -> Tensor:  # [k, 3]
+        return focus + half * (torch.rand(k, 3, generator=generator) * 2 - 1)
+
     kept: list[Tensor] = []
-    count = 0
     for _ in range(max_rounds):
-        pts = focus + half * (torch.rand(n, 3, generator=generator) * 2 - 1)  # [n, 3]
-        pts = pts[seen_by_any(pts, cameras)]
-        kept.append(pts)
-        count += len(pts)
-        if count >= n:
+        pts = draw(n)
+        kept.append(pts[seen_by_any(pts, cameras)])
+        if sum(len(k) for k in kept) >= n:
             break
     pts = torch.cat(kept)[:n]
     if len(pts) < n:  # cameras see almost none of the cube: fall back to the plain cube
-        pts = torch.cat([pts, focus + half * (torch.rand(n - len(pts), 3, generator=generator) * 2 - 1)])
+        pts = torch.cat([pts, draw(n - len(pts))])
     return pts
 
 
