@@ -35,9 +35,10 @@ class _Project(torch.autograd.Function):
     @staticmethod
     def backward(ctx, v_radii, v_means2d, v_depths, v_conics, v_comps):
         means, quats, scales, viewmats, Ks, radii = ctx.saved_tensors
+        viewmat_grad = ctx.needs_input_grad[5]  # v_viewmats is None without it
         v_means, v_quats, v_scales, v_viewmats = ctx.ext.project_backward(
             _c(means), _c(quats), _c(scales), _c(viewmats), _c(Ks), *ctx.settings, radii,
-            _c(v_means2d), _c(v_depths), _c(v_conics), _c(v_comps),
+            _c(v_means2d), _c(v_depths), _c(v_conics), _c(v_comps), viewmat_grad,
         )  # fmt: skip
         return None, v_means, v_quats, v_scales, None, v_viewmats, None, None, None, None, None, None, None
 

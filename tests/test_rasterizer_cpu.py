@@ -165,3 +165,20 @@ def test_fully_opaque_pixel_stops_early(cpu_backend):
         torch.testing.assert_close(colors[0, 0, 0], expected, atol=1e-6, rtol=0)
         torch.testing.assert_close(alphas[0, 0, 0, 0], torch.tensor(0.99), atol=1e-6, rtol=0)
         assert meta.pixel_counts[0].tolist() == [1, 0, 0, 0]
+
+
+def test_fixed_cameras_skip_the_viewmat_gradient(cpu_backend, make_scene):
+    """Without pose refinement the backward pass leaves viewmats alone; the other
+    gradients are the same as when viewmats do take a gradient."""
+    scene = make_scene(n=300, cameras=2, seed=5, sh_degree=2)
+    _, _, _, with_pose = render_with_grads(scene, "cpu")
+    inputs = {k: (v.clone().requires_grad_(k in PARAMS[:-1]) if isinstance(v, torch.Tensor) else v) for k, v in scene.items()}
+    colors, alphas, _ = rasterize(**inputs, backend="cpu")
+    g = torch.Generator().manual_seed(123)  # the same loss as render_with_grads
+    w_colors = torch.rand(colors.shape, generator=g)
+    w_alphas = torch.rand(alphas.shape, generator=g)
+    (colors * w_colors).sum().add((alphas * w_alphas).sum()).backward()
+    assert inputs["viewmats"].grad is None
+    assert with_pose["viewmats"].abs().sum() > 0
+    for name in PARAMS[:-1]:
+        assert torch.equal(inputs[name].grad, with_pose[name]), name

@@ -19,7 +19,7 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
                                      const Tensor& viewmats, const Tensor& Ks, int64_t width, int64_t height,
                                      double eps2d, double near_plane, double far_plane, bool antialiased,
                                      const Tensor& radii, const Tensor& v_means2d, const Tensor& v_depths,
-                                     const Tensor& v_conics, const Tensor& v_compensations);
+                                     const Tensor& v_conics, const Tensor& v_compensations, bool viewmat_grad);
 
 Tensor sh_forward(int64_t degree, const Tensor& dirs, const Tensor& coeffs);
 

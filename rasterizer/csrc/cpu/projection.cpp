@@ -53,7 +53,7 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
                                      const Tensor& viewmats, const Tensor& Ks, int64_t width, int64_t height,
                                      double eps2d, double near_plane, double far_plane, bool antialiased,
                                      const Tensor& radii, const Tensor& v_means2d, const Tensor& v_depths,
-                                     const Tensor& v_conics, const Tensor& v_compensations) {
+                                     const Tensor& v_conics, const Tensor& v_compensations, bool viewmat_grad) {
     const int64_t N = means.size(0), C = viewmats.size(0);
     Tensor v_means = torch::zeros({N, 3}, means.options());
     Tensor v_quats = torch::zeros({N, 4}, means.options());
@@ -84,7 +84,7 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
                         {m[n * 3], m[n * 3 + 1], m[n * 3 + 2]},
                         {q[n * 4], q[n * 4 + 1], q[n * 4 + 2], q[n * 4 + 3]},
                         {s[n * 3], s[n * 3 + 1], s[n * 3 + 2]}, cam, settings, {vm2[i * 2], vm2[i * 2 + 1]},
-                        vd[i], {vc[i * 3], vc[i * 3 + 1], vc[i * 3 + 2]}, vcomp[i]);
+                        vd[i], {vc[i * 3], vc[i * 3 + 1], vc[i * 3 + 2]}, vcomp[i], viewmat_grad);
                     vm_out[n * 3] += g.v_mean.x;
                     vm_out[n * 3 + 1] += g.v_mean.y;
                     vm_out[n * 3 + 2] += g.v_mean.z;
@@ -95,6 +95,7 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
                     vs_out[n * 3] += g.v_scale.x;
                     vs_out[n * 3 + 1] += g.v_scale.y;
                     vs_out[n * 3 + 2] += g.v_scale.z;
+                    if (!viewmat_grad) continue;
                     for (int a = 0; a < 3; ++a) {
                         for (int b = 0; b < 3; ++b) acc[a * 4 + b] += g.v_R.m[a][b];
                     }
@@ -105,6 +106,7 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
             }
         }
     });
+    if (!viewmat_grad) return {v_means, v_quats, v_scales, Tensor()};  // None in Python
     Tensor v_viewmats = torch::zeros({C, 4, 4}, means.options());
     float* vv = v_viewmats.data_ptr<float>();
     for (int64_t block = 0; block < n_blocks; ++block)

@@ -79,18 +79,19 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
                                      const Tensor& viewmats, const Tensor& Ks, int64_t width, int64_t height,
                                      double eps2d, double near_plane, double far_plane, bool antialiased,
                                      const Tensor& radii, const Tensor& v_means2d, const Tensor& v_depths,
-                                     const Tensor& v_conics, const Tensor& v_compensations) {
+                                     const Tensor& v_conics, const Tensor& v_compensations, bool viewmat_grad) {
     const c10::cuda::CUDAGuard guard(means.device());
     const int64_t N = means.size(0), C = viewmats.size(0);
     Tensor v_means = torch::zeros({N, 3}, means.options());
     Tensor v_quats = torch::zeros({N, 4}, means.options());
     Tensor v_scales = torch::zeros({N, 3}, means.options());
-    Tensor v_viewmats = torch::zeros({C, 4, 4}, means.options());
+    Tensor v_viewmats = viewmat_grad ? torch::zeros({C, 4, 4}, means.options()) : Tensor();  // None in Python
     ProjectArgs a = project_args(means, quats, scales, Tensor(), viewmats, Ks, width, height, eps2d, near_plane,
                                  far_plane, antialiased);
     ProjectBackwardIO io = {ptr<int>(radii),        ptr<float>(v_means2d), ptr<float>(v_depths),
                             ptr<float>(v_conics),   ptr<float>(v_compensations), ptr<float>(v_means),
-                            ptr<float>(v_quats),    ptr<float>(v_scales), ptr<float>(v_viewmats)};
+                            ptr<float>(v_quats),    ptr<float>(v_scales),
+                            viewmat_grad ? ptr<float>(v_viewmats) : nullptr};
     check(cuda::project_backward(a, io, stream()), "project_backward");
     return {v_means, v_quats, v_scales, v_viewmats};
 }

@@ -46,7 +46,7 @@ struct ProjectBackwardIO {
     float* v_means;                // [N, 3]     written
     float* v_quats;                // [N, 4]     written
     float* v_scales;               // [N, 3]     written
-    float* v_viewmats;             // [C, 4, 4]  accumulated (+=): pass zeros
+    float* v_viewmats;             // [C, 4, 4]  accumulated (+=): pass zeros; null: not wanted
 };
 
 cudaError_t project_forward(const ProjectArgs& a, const ProjectForwardOut& out, cudaStream_t stream);

@@ -52,7 +52,8 @@ __global__ void project_backward_kernel(ProjectArgs a, ProjectBackwardIO io) {
             const Camera cam = load_camera(a.viewmats + c * 16, a.Ks + c * 9, a.width, a.height);
             const ProjectionGrad g = project_gaussian_backward(
                 mean, quat, scale, cam, s, {io.v_means2d[i * 2], io.v_means2d[i * 2 + 1]}, io.v_depths[i],
-                {io.v_conics[i * 3], io.v_conics[i * 3 + 1], io.v_conics[i * 3 + 2]}, io.v_compensations[i]);
+                {io.v_conics[i * 3], io.v_conics[i * 3 + 1], io.v_conics[i * 3 + 2]}, io.v_compensations[i],
+                io.v_viewmats != nullptr);
             v_mean = v_mean + g.v_mean;
             v_scale = v_scale + g.v_scale;
             v_quat = {v_quat.w + g.v_quat.w, v_quat.x + g.v_quat.x, v_quat.y + g.v_quat.y, v_quat.z + g.v_quat.z};
@@ -62,6 +63,7 @@ __global__ void project_backward_kernel(ProjectArgs a, ProjectBackwardIO io) {
             v_view[7] = g.v_t.y;
             v_view[11] = g.v_t.z;
         }
+        if (io.v_viewmats == nullptr) continue;  // uniform over the launch: no divergence
         for (int j = 0; j < 12; ++j) {
             const float sum = warp_sum(v_view[j]);
             if (lane_zero() && sum != 0.f) atomicAdd(io.v_viewmats + c * 16 + j, sum);

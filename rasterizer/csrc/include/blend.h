@@ -25,7 +25,7 @@ HOST_DEVICE bool alpha_counts(float sigma, float raw_alpha) { return (sigma >= 0
 // used to skip rows and columns; the per-pixel test above stays the truth.
 HOST_DEVICE Vec2 alpha_extent(Sym2 conic, float opacity) {
     float det = conic.a * conic.c - conic.b * conic.b;
-    float smax = logf(fmaxf(opacity, ALPHA_MIN) / ALPHA_MIN);
+    float smax = logf(max_f(opacity, ALPHA_MIN) / ALPHA_MIN);
     if (!(det > 0.f)) return {1e30f, 1e30f};
     // region 0.5 d^T Q d <= smax  =>  |dx| <= sqrt(2 smax Q^-1_xx), Q^-1_xx = c / det;
     // the small margin covers float rounding of sigma and exp at the boundary
@@ -62,10 +62,10 @@ HOST_DEVICE TileRect tile_rect(Vec2 mean2d, int radius_x, int radius_y, int tile
     float ts = static_cast<float>(tile_size), tw = static_cast<float>(tile_width),
           th = static_cast<float>(tile_height);
     TileRect r;
-    r.x0 = static_cast<int>(fminf(fmaxf(floorf((mean2d.x - radius_x) / ts), 0.f), tw));
-    r.y0 = static_cast<int>(fminf(fmaxf(floorf((mean2d.y - radius_y) / ts), 0.f), th));
-    r.x1 = static_cast<int>(fminf(fmaxf(ceilf((mean2d.x + radius_x) / ts), 0.f), tw));
-    r.y1 = static_cast<int>(fminf(fmaxf(ceilf((mean2d.y + radius_y) / ts), 0.f), th));
+    r.x0 = static_cast<int>(min_f(max_f(floorf((mean2d.x - radius_x) / ts), 0.f), tw));
+    r.y0 = static_cast<int>(min_f(max_f(floorf((mean2d.y - radius_y) / ts), 0.f), th));
+    r.x1 = static_cast<int>(min_f(max_f(ceilf((mean2d.x + radius_x) / ts), 0.f), tw));
+    r.y1 = static_cast<int>(min_f(max_f(ceilf((mean2d.y + radius_y) / ts), 0.f), th));
     return r;
 }
 

@@ -8,7 +8,8 @@
 #if defined(__CUDACC__)
 #define HOST_DEVICE __host__ __device__ __forceinline__
 #else
-#define HOST_DEVICE inline
+// forced, as on the GPU: GCC otherwise keeps the projection math out of line
+#define HOST_DEVICE inline __attribute__((always_inline))
 #endif
 
 namespace splat {
@@ -25,6 +26,11 @@ struct Vec3 { float x, y, z; };
 struct Vec4 { float w, x, y, z; };  // quaternion, scalar first
 struct Sym2 { float a, b, c; };     // symmetric 2x2 [[a, b], [b, c]]
 struct Mat3 { float m[3][3]; };     // row-major
+
+// fminf / fmaxf as compares: inline on the CPU, where the libm functions are
+// calls. Same result as fminf / fmaxf when only the first argument can be NaN.
+HOST_DEVICE float min_f(float a, float b) { return a < b ? a : b; }
+HOST_DEVICE float max_f(float a, float b) { return a > b ? a : b; }
 
 HOST_DEVICE Vec3 operator+(Vec3 a, Vec3 b) { return {a.x + b.x, a.y + b.y, a.z + b.z}; }
 HOST_DEVICE float dot(Vec3 a, Vec3 b) { return a.x * b.x + a.y * b.y + a.z * b.z; }

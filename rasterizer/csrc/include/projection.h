@@ -116,8 +116,8 @@ HOST_DEVICE ProjectionState projection_state(Vec3 mean, Vec4 quat, Vec3 scale, c
     float u = st.p.x * rz, v = st.p.y * rz;
     st.clamped_x = !(u >= -lim_x_neg && u <= lim_x_pos);
     st.clamped_y = !(v >= -lim_y_neg && v <= lim_y_pos);
-    float tx = z * fminf(fmaxf(u, -lim_x_neg), lim_x_pos);
-    float ty = z * fminf(fmaxf(v, -lim_y_neg), lim_y_pos);
+    float tx = z * min_f(max_f(u, -lim_x_neg), lim_x_pos);
+    float ty = z * min_f(max_f(v, -lim_y_neg), lim_y_pos);
     st.J00 = cam.fx * rz;
     st.J02 = -cam.fx * tx * rz * rz;
     st.J11 = cam.fy * rz;
@@ -165,10 +165,10 @@ HOST_DEVICE Projection project_gaussian(Vec3 mean, Vec4 quat, Vec3 scale, float 
         float op = s.antialiased ? opacity * out.compensation : opacity;
         if (op < ALPHA_MIN) return out;
         // beyond this many sigmas alpha < ALPHA_MIN anyway
-        extend = fminf(extend, sqrtf(2.f * logf(fmaxf(op, ALPHA_MIN) / ALPHA_MIN)));
+        extend = min_f(extend, sqrtf(2.f * logf(max_f(op, ALPHA_MIN) / ALPHA_MIN)));
     }
-    float rx = ceilf(extend * sqrtf(fmaxf(st.cov.a, 0.f)));
-    float ry = ceilf(extend * sqrtf(fmaxf(st.cov.c, 0.f)));
+    float rx = ceilf(extend * sqrtf(max_f(st.cov.a, 0.f)));
+    float ry = ceilf(extend * sqrtf(max_f(st.cov.c, 0.f)));
     if (rx <= 0.f && ry <= 0.f) return out;
     if (out.mean2d.x + rx <= 0.f || out.mean2d.x - rx >= cam.width || out.mean2d.y + ry <= 0.f ||
         out.mean2d.y - ry >= cam.height)
@@ -180,10 +180,11 @@ HOST_DEVICE Projection project_gaussian(Vec3 mean, Vec4 quat, Vec3 scale, float 
 }
 
 // Backward of project_gaussian for a valid Gaussian, given the gradients of
-// mean2d, depth, conic and compensation.
+// mean2d, depth, conic and compensation. The camera's gradient (v_R, v_t) is
+// left zero unless `viewmat_grad`: most renders do not refine poses.
 HOST_DEVICE ProjectionGrad project_gaussian_backward(Vec3 mean, Vec4 quat, Vec3 scale, const Camera& cam,
                                                      const ProjectionSettings& s, Vec2 v_mean2d, float v_depth,
-                                                     Sym2 v_conic, float v_comp) {
+                                                     Sym2 v_conic, float v_comp, bool viewmat_grad) {
     ProjectionState st = projection_state(mean, quat, scale, cam, s);
     float inv_det = 1.f / st.det;
     Sym2 Q = {st.cov.c * inv_det, -st.cov.b * inv_det, st.cov.a * inv_det};
@@ -249,14 +250,16 @@ HOST_DEVICE ProjectionGrad project_gaussian_backward(Vec3 mean, Vec4 quat, Vec3 
     ProjectionGrad g;
     // p = R mean + t
     g.v_mean = mul_transposed(cam.R, v_p);
-    g.v_t = v_p;
-    const float mv[3] = {mean.x, mean.y, mean.z}, pv[3] = {v_p.x, v_p.y, v_p.z};
-    for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 3; ++j) g.v_R.m[i][j] = pv[i] * mv[j];
-    // cov_cam = R Sigma R^T  =>  v_R += 2 v_S R Sigma, v_Sigma = R^T v_S R
-    Mat3 Sigma = matmul(st.M, transpose(st.M));
-    g.v_R = add(g.v_R, matmul(matmul(v_cov_cam, cam.R), Sigma));
-    g.v_R = add(g.v_R, matmul(matmul(v_cov_cam, cam.R), Sigma));
+    g.v_t = viewmat_grad ? v_p : Vec3{0.f, 0.f, 0.f};
+    g.v_R = zeros3();
+    if (viewmat_grad) {
+        // v_R = v_p mean^T + 2 v_S R Sigma (from p = R mean + t and cov_cam = R Sigma R^T)
+        const Mat3 v_S_R_Sigma = matmul(matmul(v_cov_cam, cam.R), matmul(st.M, transpose(st.M)));
+        const float mv[3] = {mean.x, mean.y, mean.z}, pv[3] = {v_p.x, v_p.y, v_p.z};
+        for (int i = 0; i < 3; ++i)
+            for (int j = 0; j < 3; ++j) g.v_R.m[i][j] = pv[i] * mv[j] + 2.f * v_S_R_Sigma.m[i][j];
+    }
+    // cov_cam = R Sigma R^T  =>  v_Sigma = R^T v_S R
     Mat3 v_Sigma = matmul(matmul(transpose(cam.R), v_cov_cam), cam.R);
     // Sigma = M M^T  =>  v_M = 2 v_Sigma M
     Mat3 v_M = matmul(v_Sigma, st.M);

@@ -81,7 +81,7 @@ HOST_DEVICE Vec3 sh_basis_backward(int degree, float x, float y, float z, const 
 
 // color[3] = sum_k basis_k(dir / |dir|) * coeffs[k][0..3)
 HOST_DEVICE void sh_to_color(int degree, Vec3 dir, const float* coeffs, float* color) {
-    float inv = 1.f / fmaxf(sqrtf(dot(dir, dir)), 1e-12f);
+    float inv = 1.f / max_f(sqrtf(dot(dir, dir)), 1e-12f);
     float basis[16];
     sh_basis(degree, dir.x * inv, dir.y * inv, dir.z * inv, basis);
     int K = (degree + 1) * (degree + 1);
@@ -96,7 +96,7 @@ HOST_DEVICE void sh_to_color(int degree, Vec3 dir, const float* coeffs, float* c
 HOST_DEVICE Vec3 sh_to_color_backward(int degree, Vec3 dir, const float* coeffs, const float* v_color,
                                       float* v_coeffs) {
     float norm = sqrtf(dot(dir, dir));
-    float inv = 1.f / fmaxf(norm, 1e-12f);
+    float inv = 1.f / max_f(norm, 1e-12f);
     Vec3 d = {dir.x * inv, dir.y * inv, dir.z * inv};
     float basis[16], v_basis[16];
     sh_basis(degree, d.x, d.y, d.z, basis);
