@@ -397,10 +397,11 @@ std::vector<Tensor> blend_forward(const Tensor& means2d, const Tensor& conics, c
     const BlendInputs in = blend_inputs(packed, colors, isect_offsets, flatten_ids, width, height, tile_size);
     const int64_t C = colors.size(0), N = colors.size(1), D = in.D, P = tile_size * tile_size;
     auto f32 = colors.options();
-    Tensor render = torch::zeros({C, height, width, D}, f32);
-    Tensor alphas = torch::zeros({C, height, width, 1}, f32);
-    Tensor final_T = torch::ones({C, height, width}, f32);
-    Tensor last_ids = torch::zeros({C, height, width}, f32.dtype(torch::kInt32));
+    // every pixel belongs to one tile, which writes it
+    Tensor render = torch::empty({C, height, width, D}, f32);
+    Tensor alphas = torch::empty({C, height, width, 1}, f32);
+    Tensor final_T = torch::empty({C, height, width}, f32);
+    Tensor last_ids = torch::empty({C, height, width}, f32.dtype(torch::kInt32));
     std::vector<float> isect_weight(in.M, 0.f);
     std::vector<int> isect_pixels(in.M, 0);
     for_each_tile<Forward>(in, 3 * P + 3 * tile_size + D * P + CHUNK * in.stride(), render.data_ptr<float>(), alphas.data_ptr<float>(),

@@ -14,11 +14,11 @@ std::vector<Tensor> project_forward(const Tensor& means, const Tensor& quats, co
                                     bool antialiased) {
     const int64_t N = means.size(0), C = viewmats.size(0);
     auto f32 = means.options();
-    Tensor radii = torch::zeros({C, N, 2}, f32.dtype(torch::kInt32));
-    Tensor means2d = torch::zeros({C, N, 2}, f32);
-    Tensor depths = torch::zeros({C, N}, f32);
-    Tensor conics = torch::zeros({C, N, 3}, f32);
-    Tensor comps = torch::zeros({C, N}, f32);
+    Tensor radii = torch::empty({C, N, 2}, f32.dtype(torch::kInt32));  // all written below
+    Tensor means2d = torch::empty({C, N, 2}, f32);
+    Tensor depths = torch::empty({C, N}, f32);
+    Tensor conics = torch::empty({C, N, 3}, f32);
+    Tensor comps = torch::empty({C, N}, f32);
     const float *m = means.data_ptr<float>(), *q = quats.data_ptr<float>(), *s = scales.data_ptr<float>();
     const float *op = opacities.data_ptr<float>(), *vm = viewmats.data_ptr<float>(), *k = Ks.data_ptr<float>();
     int* r_out = radii.data_ptr<int>();

@@ -1,6 +1,8 @@
 // Spherical harmonics colors for C cameras x N Gaussians: parallel over Gaussians.
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+
 #include "../include/sh.h"
 #include "ops.h"
 
@@ -25,12 +27,13 @@ Tensor sh_forward(int64_t degree, const Tensor& dirs, const Tensor& coeffs) {
 // -> v_dirs [C, N, 3], v_coeffs [N, K, 3] (summed over cameras in camera order)
 std::vector<Tensor> sh_backward(int64_t degree, const Tensor& dirs, const Tensor& coeffs, const Tensor& v_colors) {
     const int64_t C = dirs.size(0), N = dirs.size(1), K = coeffs.size(1);
-    Tensor v_dirs = torch::zeros({C, N, 3}, dirs.options());
-    Tensor v_coeffs = torch::zeros({N, K, 3}, dirs.options());
+    Tensor v_dirs = torch::empty({C, N, 3}, dirs.options());
+    Tensor v_coeffs = torch::empty({N, K, 3}, dirs.options());  // zeroed per Gaussian below, while in cache
     const float *d = dirs.data_ptr<float>(), *co = coeffs.data_ptr<float>(), *vc = v_colors.data_ptr<float>();
     float *vd = v_dirs.data_ptr<float>(), *vco = v_coeffs.data_ptr<float>();
     at::parallel_for(0, N, 2048, [&](int64_t begin, int64_t end) {
-        for (int64_t n = begin; n < end; ++n)
+        for (int64_t n = begin; n < end; ++n) {
+            std::fill(vco + n * K * 3, vco + (n + 1) * K * 3, 0.f);
             for (int64_t c = 0; c < C; ++c) {
                 int64_t i = c * N + n;
                 const float* dir = d + i * 3;
@@ -40,6 +43,7 @@ std::vector<Tensor> sh_backward(int64_t degree, const Tensor& dirs, const Tensor
                 vd[i * 3 + 1] = g.y;
                 vd[i * 3 + 2] = g.z;
             }
+        }
     });
     return {v_dirs, v_coeffs};
 }
