@@ -167,7 +167,7 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
                 const bool stop = live & (next_T <= T_MIN);
                 const bool use = live & !stop;
                 const float w = use ? alpha * Tr[i] : 0.f;
-                w_row[i] = w;
+                if constexpr (CD == 0) w_row[i] = w;  // for the channel loop below
                 w_lane[i] += w;
                 used_lane[i] += use ? 1.f : 0.f;
                 Tr[i] = use ? next_T : Tr[i];
@@ -276,17 +276,18 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
                 const bool active = (rel < last_r[i]) & alpha_counts(sigma, raw);
                 const float ra = 1.f / (1.f - alpha);
                 const float Tk = Tr[i] * ra;
-                on_r[i] = active ? 1.f : 0.f;
-                dx_r[i] = dx;
-                sig_r[i] = sigma;
-                ra_r[i] = ra;
-                Tk_r[i] = Tk;
-                w_r[i] = active ? alpha * Tk : 0.f;
-                va_r[i] = active ? Tf_r[i] * ra * va_p[i] : 0.f;
+                const float on = active ? 1.f : 0.f, w = active ? alpha * Tk : 0.f;
+                float v_alpha = active ? Tf_r[i] * ra * va_p[i] : 0.f;
                 Tr[i] = active ? Tk : Tr[i];
-                if constexpr (CD > 0) {
-                    const float on = on_r[i], w = w_r[i];
-                    float v_alpha = va_r[i];
+                if constexpr (CD == 0) {  // the loops below finish this sample
+                    on_r[i] = on;
+                    dx_r[i] = dx;
+                    sig_r[i] = sigma;
+                    ra_r[i] = ra;
+                    Tk_r[i] = Tk;
+                    w_r[i] = w;
+                    va_r[i] = v_alpha;
+                } else {
                     for (int ch = 0; ch < CD; ++ch) {
                         const int pc = ch * P + r * ts + i;
                         lane_col[ch * ts + i] += w * vc[pc];
