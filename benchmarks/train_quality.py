@@ -7,7 +7,8 @@
 
 Prints test PSNR / SSIM, Gaussian count and wall time, appends a JSON line per run
 to benchmarks/results/train_quality.jsonl. Targets (issue 4): lego mean PSNR over
-the 200 test views >= 33.5 dB after 7k steps and >= 35.0 after 30k.
+the 200 test views >= 33.5 dB after 7k steps and >= 35.0 after 30k (with either
+strategy: `lego-*` runs `default`, `lego-mcmc-*` runs `mcmc`).
 Data: $SPLAT_DATA (default ../shared/data). The pytest wrapper is marked `slow`.
 """
 
@@ -28,6 +29,8 @@ DATA = Path(os.environ.get("SPLAT_DATA", REPO.parent / "shared" / "data"))
 RUNS = {
     "lego-7k": dict(scene="lego", steps=7_000, strategy="default", target=33.5),
     "lego-30k": dict(scene="lego", steps=30_000, strategy="default", target=35.0),
+    "lego-mcmc-7k": dict(scene="lego", steps=7_000, strategy="mcmc", target=33.5),
+    "lego-mcmc-30k": dict(scene="lego", steps=30_000, strategy="mcmc", target=35.0),
     "bird-default-7k": dict(scene="bird", steps=7_000, strategy="default"),
     "bird-default-30k": dict(scene="bird", steps=30_000, strategy="default"),
     "bird-mcmc-7k": dict(scene="bird", steps=7_000, strategy="mcmc"),

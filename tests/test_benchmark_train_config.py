@@ -13,6 +13,9 @@ def test_overrides_and_tag(tmp_path, train_quality):
     assert cfg.run_name == "lego-7k-g10" and cfg.max_steps == 7_000
     plain = bench.config_for("lego-7k", str(tmp_path))
     assert plain.default.grow_grad2d == 0.0002 and plain.run_name == "lego-7k"
+    mcmc = bench.config_for("lego-mcmc-7k", str(tmp_path))
+    assert mcmc.strategy == "mcmc" and mcmc.method == "3dgs-mcmc" and mcmc.max_steps == 7_000
+    assert mcmc.mcmc.cap_max == 300_000 and mcmc.data_factor == 1
 
 
 @pytest.mark.parametrize("item, message", [("default.nope=1", "unknown key"), ("background", "KEY=VALUE")])
