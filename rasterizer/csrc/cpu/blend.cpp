@@ -9,7 +9,8 @@
 //
 // Determinism: each intersection (tile, Gaussian) is owned by one task, which
 // writes its per-intersection sums; they are reduced per Gaussian in
-// intersection order afterwards, so results never depend on the thread count.
+// intersection order afterwards (threads split the Gaussians, not the list),
+// so results never depend on the thread count.
 #include <ATen/Parallel.h>
 #include <omp.h>
 
@@ -382,6 +383,22 @@ struct Backward {  // RGB gets the single fused loop
     }
 };
 
+// Calls body(k, g) for every intersection k (g = ids[k]), for each Gaussian in
+// intersection order. Threads own disjoint ranges of Gaussians and each scans
+// the whole id list, so per-Gaussian sums are the same for any thread count.
+template <typename Body>
+void for_each_intersection_by_gaussian(const BlendInputs& in, int64_t n_gaussians, Body&& body) {
+#pragma omp parallel num_threads(num_threads())
+    {
+        const int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
+        const int64_t g0 = n_gaussians * t / T, g1 = n_gaussians * (t + 1) / T;
+        for (int64_t k = 0; k < in.M; ++k) {
+            const int64_t g = in.ids[k];
+            if (g >= g0 && g < g1) body(k, g);
+        }
+    }
+}
+
 BlendInputs blend_inputs(const AlignedFloats& packed, const Tensor& colors, const Tensor& isect_offsets,
                          const Tensor& flatten_ids, int64_t width, int64_t height, int64_t tile_size) {
     return {packed.data.get(), isect_offsets.data_ptr<int>(), flatten_ids.data_ptr<int>(), colors.size(2),
@@ -413,10 +430,10 @@ std::vector<Tensor> blend_forward(const Tensor& means2d, const Tensor& conics, c
     Tensor pixel_counts = torch::zeros({C, N}, f32.dtype(torch::kInt32));
     float* wt = weights.data_ptr<float>();
     int* pc = pixel_counts.data_ptr<int>();
-    for (int64_t k = 0; k < in.M; ++k) {
-        wt[in.ids[k]] += isect_weight[k];
-        pc[in.ids[k]] += isect_pixels[k];
-    }
+    for_each_intersection_by_gaussian(in, C * N, [&](int64_t k, int64_t g) {
+        wt[g] += isect_weight[k];
+        pc[g] += isect_pixels[k];
+    });
     return {render, alphas, final_T, last_ids, weights, pixel_counts};
 }
 
@@ -442,8 +459,7 @@ std::vector<Tensor> blend_backward(const Tensor& means2d, const Tensor& conics, 
     float *vm = v_means2d.data_ptr<float>(), *vq = v_conics.data_ptr<float>();
     float *vcol = v_colors.data_ptr<float>(), *vo = v_opacities.data_ptr<float>();
     float* vab = absgrad ? v_abs.data_ptr<float>() : nullptr;
-    for (int64_t k = 0; k < in.M; ++k) {  // intersection order: deterministic
-        const int64_t g = in.ids[k];
+    for_each_intersection_by_gaussian(in, C * N, [&](int64_t k, int64_t g) {
         const float* gk = isect_grad.get() + k * G;
         vo[g] += gk[0];
         vq[g * 3] += gk[1];
@@ -456,7 +472,7 @@ std::vector<Tensor> blend_backward(const Tensor& means2d, const Tensor& conics, 
             vab[g * 2 + 1] += gk[7];
         }
         for (int64_t ch = 0; ch < D; ++ch) vcol[g * D + ch] += gk[GRAD_SLOTS + ch];
-    }
+    });
     return {v_means2d, v_conics, v_colors, v_opacities, v_abs};
 }
 
