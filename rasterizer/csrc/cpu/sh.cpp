@@ -8,6 +8,21 @@
 
 namespace splat::cpu {
 
+namespace {
+
+// With the degree a compile-time constant the basis code has no branches, so
+// the loop vectorizes across Gaussians.
+template <int DEGREE>
+void sh_forward_range(int64_t begin, int64_t end, int64_t K, const float* d, const float* co, float* out) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+        const float* dir = d + i * 3;
+        sh_to_color(DEGREE, {dir[0], dir[1], dir[2]}, co + i * K * 3, out + i * 3);
+    }
+}
+
+}  // namespace
+
 // dirs [C, N, 3], coeffs [N, K, 3] -> colors [C, N, 3]
 Tensor sh_forward(int64_t degree, const Tensor& dirs, const Tensor& coeffs) {
     const int64_t C = dirs.size(0), N = dirs.size(1), K = coeffs.size(1);
@@ -15,11 +30,16 @@ Tensor sh_forward(int64_t degree, const Tensor& dirs, const Tensor& coeffs) {
     const float *d = dirs.data_ptr<float>(), *co = coeffs.data_ptr<float>();
     float* out = colors.data_ptr<float>();
     at::parallel_for(0, N, 2048, [&](int64_t begin, int64_t end) {
-        for (int64_t c = 0; c < C; ++c)
-            for (int64_t n = begin; n < end; ++n) {
-                const float* dir = d + (c * N + n) * 3;
-                sh_to_color(int(degree), {dir[0], dir[1], dir[2]}, co + n * K * 3, out + (c * N + n) * 3);
+        for (int64_t c = 0; c < C; ++c) {
+            const float* dc = d + c * N * 3;  // camera c's directions and colors
+            float* oc = out + c * N * 3;
+            switch (degree) {
+                case 0: sh_forward_range<0>(begin, end, K, dc, co, oc); break;
+                case 1: sh_forward_range<1>(begin, end, K, dc, co, oc); break;
+                case 2: sh_forward_range<2>(begin, end, K, dc, co, oc); break;
+                default: sh_forward_range<3>(begin, end, K, dc, co, oc);
             }
+        }
     });
     return colors;
 }
