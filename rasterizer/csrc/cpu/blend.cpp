@@ -422,7 +422,8 @@ std::vector<Tensor> blend_forward(const Tensor& means2d, const Tensor& conics, c
     Tensor last_ids = torch::empty({C, height, width}, f32.dtype(torch::kInt32));
     std::vector<float> isect_weight(in.M, 0.f);
     std::vector<int> isect_pixels(in.M, 0);
-    for_each_tile<Forward>(in, 3 * P + 3 * tile_size + D * P + CHUNK * in.stride(), render.data_ptr<float>(), alphas.data_ptr<float>(),
+    const int64_t scratch = 3 * P + 3 * tile_size + D * P + CHUNK * in.stride();
+    for_each_tile<Forward>(in, scratch, render.data_ptr<float>(), alphas.data_ptr<float>(),
                            final_T.data_ptr<float>(), last_ids.data_ptr<int>(), isect_weight.data(),
                            isect_pixels.data());
     // Deterministic reduction of the per-intersection statistics.
