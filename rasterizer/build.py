@@ -132,7 +132,7 @@ def load_cpu() -> ModuleType:
         sources = sorted((CSRC / "cpu").glob("*.cpp"))
         native = [] if os.environ.get("SPLAT_NO_NATIVE") == "1" else ["-march=native"]
         # no-trapping/no-errno change no result; they let the blend loops vectorize
-        cflags = ["-O3", "-std=c++17", "-fopenmp", *native, "-fno-trapping-math", "-fno-math-errno"]
+        cflags = ["-O3", "-std=c++17", "-fopenmp", *native, "-fno-trapping-math", "-fno-math-errno", "-Wno-psabi"]
         _loaded["cpu"] = _load("splat_cpu", sources, cflags, ["-fopenmp"])
     return _loaded["cpu"]
 

@@ -114,11 +114,14 @@ def _run_twice(scene, threads):
 def test_bit_identical_across_runs_and_thread_counts(cpu_backend, make_scene):
     scene = make_scene(n=3000, cameras=2, width=96, height=80, seed=9)
     previous = torch.get_num_threads()
+    ext = cpu_backend.load_extension()
+    default_work = ext.set_min_parallel_work_ns(0.0)  # every loop in parallel, however small
     try:
         one = _run_twice(scene, 1)
         two = _run_twice(scene, 2)
     finally:
         torch.set_num_threads(previous)
+        ext.set_min_parallel_work_ns(default_work)
     for a, b, c, d in zip(*one, *two):
         assert torch.equal(a, b), "run-to-run difference"
         assert torch.equal(c, d), "run-to-run difference"

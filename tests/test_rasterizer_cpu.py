@@ -132,9 +132,11 @@ def test_image_sizes(cpu_backend, make_scene, size):
     compare(make_scene(n=120, cameras=1, seed=5, width=w, height=h))
 
 
-@pytest.mark.parametrize("tile_size", [8, 16, 32])
+# rows are vectors of 8, 16, 32 or 64 lanes: sizes in between leave padding lanes
+@pytest.mark.parametrize("tile_size", [5, 8, 12, 16, 24, 32, 64])
 def test_tile_sizes(cpu_backend, make_scene, tile_size):
     compare(make_scene(n=150, cameras=2, seed=6, width=50, height=35), tile_size=tile_size)
+    compare(make_scene(n=40, cameras=1, seed=7, width=70, height=66, channels=5), tile_size=tile_size)  # any D
 
 
 def test_empty_scene_renders_background(cpu_backend, make_scene):

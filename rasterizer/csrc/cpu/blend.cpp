@@ -1,11 +1,11 @@
 // Front-to-back blending on the CPU, one tile per task (OpenMP, dynamic).
 //
-// Inside a tile the loops run Gaussian by Gaussian over rows of pixels, so
-// the innermost loop is one full tile row: branch-free code the compiler
-// vectorizes (16 float lanes with AVX-512 = one 16-pixel row), with the row
-// width a compile-time constant for the common tile sizes. Rows outside a
-// Gaussian's alpha >= 1/255 extent are skipped; pixels outside the image are
-// marked done (forward) or have no contributions (backward).
+// Inside a tile the loops run Gaussian by Gaussian over rows of pixels, one
+// vector per row (lanes.h: 16 float lanes = one AVX-512 register for the
+// default 16-pixel tiles), branch-free, with the per-Gaussian sums kept in
+// registers across rows. Rows outside a Gaussian's alpha >= 1/255 extent are
+// skipped; pixels outside the image are marked done (forward) or have no
+// contributions (backward).
 //
 // Determinism: each intersection (tile, Gaussian) is owned by one task, which
 // writes its per-intersection sums; they are reduced per Gaussian in
@@ -18,9 +18,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "../include/blend.h"
+#include "lanes.h"
 #include "ops.h"
 
 namespace splat::cpu {
@@ -35,10 +37,16 @@ constexpr int PACK_HEADER = 8;
 // Rows padded to whole 64-byte cache lines (one line for up to 8 channels).
 inline int64_t pack_stride(int64_t D) { return (PACK_HEADER + D + 15) / 16 * 16; }
 
-struct AlignedFloats {  // 64-byte aligned, uninitialized
+// Uninitialized, aligned for the widest row vector (64 lanes = 256 bytes); an
+// unlucky malloc alignment once cost the backward pass 15 %.
+struct AlignedFloats {
+    static constexpr int64_t ALIGN = 256;
     std::unique_ptr<float[], void (*)(void*)> data;
-    explicit AlignedFloats(int64_t n)
-        : data(static_cast<float*>(std::aligned_alloc(64, (std::max<int64_t>(n, 1) + 15) / 16 * 64)), std::free) {}
+    explicit AlignedFloats(int64_t n) : data(nullptr, std::free) {
+        const int64_t bytes = (std::max<int64_t>(n, 1) * 4 + ALIGN - 1) / ALIGN * ALIGN;
+        data.reset(static_cast<float*>(std::aligned_alloc(ALIGN, bytes)));
+        if (!data) throw std::bad_alloc();
+    }
 };
 
 struct BlendInputs {
@@ -75,7 +83,7 @@ AlignedFloats pack_gaussians(const Tensor& means2d, const Tensor& conics, const 
     const float *m = means2d.data_ptr<float>(), *q = conics.data_ptr<float>();
     const float *c = colors.data_ptr<float>(), *o = opacities.data_ptr<float>();
     AlignedFloats packed(CN * S);
-    at::parallel_for(0, CN, 4096, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, CN, grain_for(CN, 5.0), [&](int64_t begin, int64_t end) {
         for (int64_t g = begin; g < end; ++g) {
             float* row = packed.data.get() + g * S;
             row[0] = m[g * 2], row[1] = m[g * 2 + 1];
@@ -114,33 +122,36 @@ std::pair<int, int> visible_rows(float mean_y, float ext, const TileGeometry& t)
 }
 
 // Forward: per-pixel outputs plus per-intersection weight and pixel count.
-// CD > 0: the channel count is known at compile time and colors accumulate
-// inside the main loop; CD == 0: any D, in a loop per channel.
-template <int TS, int CD>
+// A vector of W lanes holds one tile row (lanes past the row are padding,
+// marked done); CD > 0: the channel count is a compile-time constant (RGB),
+// CD == 0: any D.
+template <int W, int CD>
 void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* out_c, float* out_a,
                   float* out_T, int* out_last, float* isect_weight, int* isect_pixels) {
-    const int ts = TS > 0 ? TS : int(in.tile_size), P = ts * ts;
-    const int64_t D = in.D;
-    float* T = scratch;                    // [P]
-    float* done = T + P;                   // [P] 1 = finished (or outside the image)
-    float* last = done + P;                // [P] count of Gaussians blended (exact in float)
-    float* w_row = last + P;               // [ts]
-    float* w_lane = w_row + ts;            // [ts]
-    float* used_lane = w_lane + ts;        // [ts]
-    float* acc = used_lane + ts;           // [D, P]
-    float* rows = acc + D * P;             // [CHUNK, stride] the current chunk of the tile's list
+    using L = Lanes<W>;
+    using F = typename L::F;
+    using I = typename L::I;
+    const int ts = int(in.tile_size), D = CD > 0 ? CD : int(in.D);
+    F* T = reinterpret_cast<F*>(scratch);  // [ts] transmittance, one vector per row
+    F* done = T + ts;                      // [ts] 1 = finished (or outside the image)
+    F* last = done + ts;                   // [ts] count of Gaussians blended (exact in float)
+    F* acc = last + ts;                    // [D, ts] blended channels
+    float* rows = reinterpret_cast<float*>(acc + D * ts);  // [CHUNK, stride] the current chunk of the tile's list
     int row_live[64];                      // pixels still blending, per row (ts <= 64)
     const TileGeometry t = tile_geometry(in, tile);
-    for (int p = 0; p < P; ++p) {
-        T[p] = 1.f;
-        last[p] = 0.f;
-        done[p] = (p % ts < t.width && p / ts < t.height) ? 0.f : 1.f;
+    const F lane = L::index();
+    const F outside = lane < float(t.width) ? F{} : F{} + 1.f;
+    for (int r = 0; r < ts; ++r) {
+        T[r] = F{} + 1.f;
+        last[r] = F{};
+        done[r] = r < t.height ? outside : F{} + 1.f;
+        for (int ch = 0; ch < D; ++ch) acc[ch * ts + r] = F{};
+        row_live[r] = r < t.height ? t.width : 0;
     }
-    std::fill(acc, acc + D * P, 0.f);
-    for (int r = 0; r < ts; ++r) row_live[r] = r < t.height ? t.width : 0;
+    const F px = lane + (t.x0 + 0.5f);  // pixel centers of a row
     const int64_t start = in.offsets[tile], end = in.tile_end(tile);
-    int n_done = P - t.width * t.height;
-    for (int64_t k = start; k < end && n_done < P; ++k) {
+    int n_live = t.width * t.height;
+    for (int64_t k = start; k < end && n_live > 0; ++k) {
         if ((k - start) % CHUNK == 0) gather_chunk(in, k, std::min(end, k + CHUNK), rows);
         const float* gs = rows + (k - start) % CHUNK * in.stride();
         const float mx = gs[0], my = gs[1], op = gs[5];
@@ -148,106 +159,91 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
         const float* color = gs + PACK_HEADER;
         if (!(op >= ALPHA_MIN)) continue;
         const auto [r0, r1] = visible_rows(my, gs[7], t);
-        const float rel = float(k - start + 1);
-        float c[CD > 0 ? CD : 1];
-        for (int ch = 0; ch < CD; ++ch) c[ch] = color[ch];
-        for (int i = 0; i < ts; ++i) w_lane[i] = used_lane[i] = 0.f;
+        const F rel = F{} + float(k - start + 1), dx = mx - px;
+        F w_sum = F{};   // per lane, over the rows: the Gaussian's blend weight
+        I n_used = I{};  // and the pixels it was blended into
         for (int r = r0; r <= r1; ++r) {
             if (row_live[r] == 0) continue;  // every pixel of this row has stopped
-            const float dy = my - (t.y0 + r + 0.5f);
-            float *Tr = T + r * ts, *dr = done + r * ts, *lr = last + r * ts;
-            int stops = 0;
-#pragma omp simd reduction(+ : stops)
-            for (int i = 0; i < ts; ++i) {
-                const float dx = mx - (t.x0 + i + 0.5f);
-                const float sigma = gaussian_sigma(q, dx, dy);
-                const float raw = gaussian_alpha_raw(op, sigma);
-                const float alpha = clamp_alpha(raw);
-                const bool live = (dr[i] == 0.f) & alpha_counts(sigma, raw);
-                const float next_T = Tr[i] * (1.f - alpha);
-                const bool stop = live & (next_T <= T_MIN);
-                const bool use = live & !stop;
-                const float w = use ? alpha * Tr[i] : 0.f;
-                if constexpr (CD == 0) w_row[i] = w;  // for the channel loop below
-                w_lane[i] += w;
-                used_lane[i] += use ? 1.f : 0.f;
-                Tr[i] = use ? next_T : Tr[i];
-                dr[i] = stop ? 1.f : dr[i];
-                lr[i] = use ? rel : lr[i];
-                stops += stop;
-                for (int ch = 0; ch < CD; ++ch) acc[ch * P + r * ts + i] += w * c[ch];
-            }
-            n_done += stops;
+            const F dy = F{} + (my - (t.y0 + r + 0.5f));
+            const F sigma = gaussian_sigma(q, dx, dy);
+            const F raw = gaussian_alpha_raw(op, sigma);
+            const F alpha = clamp_alpha(raw), Tr = T[r];
+            const I live = (done[r] == 0.f) & alpha_counts(sigma, raw);
+            const F next_T = Tr * (1.f - alpha);
+            const I stop = live & (next_T <= T_MIN);
+            const I use = live & ~stop;
+            const F w = use ? alpha * Tr : F{};
+            w_sum += w;
+            n_used -= use;  // masks are -1
+            T[r] = use ? next_T : Tr;
+            done[r] = stop ? F{} + 1.f : done[r];
+            last[r] = use ? rel : last[r];
+            for (int ch = 0; ch < D; ++ch) acc[ch * ts + r] += w * color[ch];
+            const int stops = L::count(stop);
+            n_live -= stops;
             row_live[r] -= stops;
-            for (int64_t ch = 0; ch < (CD > 0 ? 0 : D); ++ch) {
-                const float c = color[ch];
-                float* a = acc + ch * P + r * ts;
-#pragma omp simd
-                for (int i = 0; i < ts; ++i) a[i] += w_row[i] * c;
-            }
         }
-        float wsum = 0.f, npix = 0.f;
-        for (int i = 0; i < ts; ++i) {
-            wsum += w_lane[i];
-            npix += used_lane[i];
-        }
-        isect_weight[k] = wsum;
-        isect_pixels[k] = int(npix);
+        isect_weight[k] = L::sum(w_sum);
+        int n = 0;
+        for (int i = 0; i < W; ++i) n += n_used[i];
+        isect_pixels[k] = n;
     }
     for (int r = 0; r < t.height; ++r)
         for (int i = 0; i < t.width; ++i) {
             const int64_t pix = pixel_index(in, t, r, i);
-            const int p = r * ts + i;
-            for (int64_t ch = 0; ch < D; ++ch) out_c[pix * D + ch] = acc[ch * P + p];
-            out_a[pix] = 1.f - T[p];
-            out_T[pix] = T[p];
-            out_last[pix] = int(last[p]);
+            for (int ch = 0; ch < D; ++ch) out_c[pix * D + ch] = acc[ch * ts + r][i];
+            out_a[pix] = 1.f - T[r][i];
+            out_T[pix] = T[r][i];
+            out_last[pix] = int(last[r][i]);
         }
 }
 
 // Per intersection gradient slots: opacity, conic (3), mean2d (2), |mean2d| (2), color (D).
-constexpr int GRAD_SLOTS = 8;
+constexpr int GRAD_SLOTS = 8;  // reduced with one Lanes::sum8
 
-// CD > 0: compile-time channel count, everything in one loop per row;
-// CD == 0: any D, with separate loops for the channels and the alpha backward.
-template <int TS, int CD>
+template <typename F>
+F lane_abs(F x) { return x < 0.f ? -x : x; }
+
+// Backward, with the forward pass's row vectors; CD as in forward_tile.
+template <int W, int CD>
 void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const float* final_T,
-                   const int* last_ids, const float* v_render, const float* v_alpha, float* isect_grad) {
-    const int ts = TS > 0 ? TS : int(in.tile_size), P = ts * ts;
-    const int64_t D = in.D, G = GRAD_SLOTS + D;
-    float* T = scratch;                 // [P] transmittance before the current Gaussian
-    float* Tf = T + P;                  // [P] final transmittance
-    float* last = Tf + P;               // [P]
-    float* va = last + P;               // [P] dL/dalpha_out
-    float* row = va + P;                // 8 x [ts]: per-row scratch
-    float *w_r = row, *ra_r = row + ts, *Tk_r = row + 2 * ts, *dx_r = row + 3 * ts, *sig_r = row + 4 * ts,
-          *va_r = row + 5 * ts, *on_r = row + 6 * ts;
-    float* lane = row + 8 * ts;         // [GRAD_SLOTS, ts] per-lane accumulators
-    float* lane_col = lane + GRAD_SLOTS * ts;  // [D, ts]
-    float* vc = lane_col + D * ts;      // [D, P] dL/dcolor_out
-    float* buf = vc + D * P;            // [D, P] sum of color * weight of the Gaussians behind
+                   const int* last_ids, const float* v_render, const float* v_alpha, float* isect_grad,
+                   bool absgrad) {
+    using L = Lanes<W>;
+    using F = typename L::F;
+    using I = typename L::I;
+    const int ts = int(in.tile_size), D = CD > 0 ? CD : int(in.D);
+    const int64_t G = GRAD_SLOTS + D;
+    F* T = reinterpret_cast<F*>(scratch);  // [ts] transmittance before the current Gaussian
+    F* Tf = T + ts;                        // [ts] final transmittance
+    F* last = Tf + ts;                     // [ts] Gaussians each pixel blended (0 outside the image)
+    F* va = last + ts;                     // [ts] dL/dalpha_out
+    F* vc = va + ts;                       // [D, ts] dL/dcolor_out
+    F* buf = vc + D * ts;                  // [D, ts] sum of color * weight of the Gaussians behind
+    F g_color_rgb[CD > 0 ? CD : 1];        // per lane, over the rows: dL/dcolor of the current Gaussian
+    F* g_color = CD > 0 ? g_color_rgb : buf + D * ts;  // (in registers for RGB)
     const TileGeometry t = tile_geometry(in, tile);
     const int64_t start = in.offsets[tile], end = in.tile_end(tile);
     std::fill(isect_grad + start * G, isect_grad + end * G, 0.f);  // this tile owns these rows
     if (start == end) return;
-    for (int p = 0; p < P; ++p) {
-        T[p] = Tf[p] = 1.f;
-        last[p] = va[p] = 0.f;
-    }
-    std::fill(vc, vc + 2 * D * P, 0.f);  // vc and buf
     int max_last = 0;
-    float row_last[64] = {};  // per row: the most Gaussians any of its pixels blended
-    for (int r = 0; r < t.height; ++r)
-        for (int i = 0; i < t.width; ++i) {
+    float row_last[64];  // per row: the most Gaussians any of its pixels blended
+    for (int r = 0; r < ts; ++r) {
+        T[r] = Tf[r] = F{} + 1.f;
+        last[r] = va[r] = F{};
+        for (int ch = 0; ch < D; ++ch) vc[ch * ts + r] = buf[ch * ts + r] = F{};
+        row_last[r] = 0.f;
+        for (int i = 0; i < (r < t.height ? t.width : 0); ++i) {
             const int64_t pix = pixel_index(in, t, r, i);
-            const int p = r * ts + i;
-            T[p] = Tf[p] = final_T[pix];
-            va[p] = v_alpha[pix];
-            last[p] = float(last_ids[pix]);
+            T[r][i] = Tf[r][i] = final_T[pix];
+            va[r][i] = v_alpha[pix];
+            last[r][i] = float(last_ids[pix]);
             max_last = std::max(max_last, last_ids[pix]);
-            row_last[r] = std::max(row_last[r], last[p]);
-            for (int64_t ch = 0; ch < D; ++ch) vc[ch * P + p] = v_render[pix * D + ch];
+            row_last[r] = std::max(row_last[r], float(last_ids[pix]));
+            for (int ch = 0; ch < D; ++ch) vc[ch * ts + r][i] = v_render[pix * D + ch];
         }
+    }
+    const F px = L::index() + (t.x0 + 0.5f);
     // Back to front: recover T before each Gaussian by dividing out (1 - alpha).
     for (int64_t k = start + max_last - 1; k >= start; --k) {
         // a prefetch suffices here: each Gaussian costs more work than in the
@@ -256,130 +252,108 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
         const float* gs = in.gaussian(in.ids[k]);
         const float mx = gs[0], my = gs[1], op = gs[5];
         const Sym2 q = {gs[2], gs[3], gs[4]};
-        const float* cg = gs + PACK_HEADER;
+        const float* color = gs + PACK_HEADER;
         if (!(op >= ALPHA_MIN)) continue;
-        float c[CD > 0 ? CD : 1];
-        for (int ch = 0; ch < CD; ++ch) c[ch] = cg[ch];
         const auto [r0, r1] = visible_rows(my, gs[7], t);
         const float rel = float(k - start);
-        std::fill(lane, lane + (GRAD_SLOTS + D) * ts, 0.f);
+        const F dx = mx - px;
+        // Per lane (pixel column), summed over the rows: dL/dopacity and, as
+        // sigma_backward is linear in v_sigma, sum v_sigma, dy v_sigma and
+        // dy^2 v_sigma, from which the conic and mean gradients follow below.
+        F g_opacity = F{}, s0 = F{}, s1 = F{}, s2 = F{};
+        F g_abs_x = F{}, g_abs_y = F{};  // per-sample |dL/dmean2d| (absgrad only)
+        for (int ch = 0; ch < D; ++ch) g_color[ch] = F{};
         for (int r = r0; r <= r1; ++r) {
             if (rel >= row_last[r]) continue;  // no pixel of this row reached Gaussian k
-            const float dy = my - (t.y0 + r + 0.5f);
-            float* Tr = T + r * ts;
-            const float *Tf_r = Tf + r * ts, *last_r = last + r * ts, *va_p = va + r * ts;
-#pragma omp simd
-            for (int i = 0; i < ts; ++i) {
-                const float dx = mx - (t.x0 + i + 0.5f);
-                const float sigma = gaussian_sigma(q, dx, dy);
-                const float raw = gaussian_alpha_raw(op, sigma);
-                const float alpha = clamp_alpha(raw);
-                const bool active = (rel < last_r[i]) & alpha_counts(sigma, raw);
-                const float ra = 1.f / (1.f - alpha);
-                const float Tk = Tr[i] * ra;
-                const float on = active ? 1.f : 0.f, w = active ? alpha * Tk : 0.f;
-                float v_alpha = active ? Tf_r[i] * ra * va_p[i] : 0.f;
-                Tr[i] = active ? Tk : Tr[i];
-                if constexpr (CD == 0) {  // the loops below finish this sample
-                    on_r[i] = on;
-                    dx_r[i] = dx;
-                    sig_r[i] = sigma;
-                    ra_r[i] = ra;
-                    Tk_r[i] = Tk;
-                    w_r[i] = w;
-                    va_r[i] = v_alpha;
-                } else {
-                    for (int ch = 0; ch < CD; ++ch) {
-                        const int pc = ch * P + r * ts + i;
-                        lane_col[ch * ts + i] += w * vc[pc];
-                        v_alpha += on * (c[ch] * Tk - buf[pc] * ra) * vc[pc];
-                        buf[pc] += c[ch] * w;
-                    }
-                    SampleGrad sg = alpha_backward(q, op, dx, dy, sigma, v_alpha * on);
-                    lane[0 * ts + i] += sg.v_opacity;
-                    lane[1 * ts + i] += sg.v_conic_a;
-                    lane[2 * ts + i] += sg.v_conic_b;
-                    lane[3 * ts + i] += sg.v_conic_c;
-                    lane[4 * ts + i] += sg.v_mean_x;
-                    lane[5 * ts + i] += sg.v_mean_y;
-                    lane[6 * ts + i] += std::fabs(sg.v_mean_x);
-                    lane[7 * ts + i] += std::fabs(sg.v_mean_y);
-                }
+            const float dy_r = my - (t.y0 + r + 0.5f);
+            const F dy = F{} + dy_r;
+            const F sigma = gaussian_sigma(q, dx, dy);
+            const F raw = gaussian_alpha_raw(op, sigma);
+            const F alpha = clamp_alpha(raw);
+            const I active = (rel < last[r]) & alpha_counts(sigma, raw);
+            const F ra = 1.f / (1.f - alpha);
+            const F Tk = T[r] * ra;
+            const F w = active ? alpha * Tk : F{};
+            F v_a = Tf[r] * ra * va[r];  // dL/dalpha of this sample, masked below
+            T[r] = active ? Tk : T[r];
+            for (int ch = 0; ch < D; ++ch) {
+                const F v = vc[ch * ts + r];
+                g_color[ch] += w * v;
+                v_a += (color[ch] * Tk - buf[ch * ts + r] * ra) * v;
+                buf[ch * ts + r] += color[ch] * w;
             }
-            if constexpr (CD > 0) continue;
-            for (int64_t ch = 0; ch < D; ++ch) {
-                const float c = cg[ch];
-                float* b = buf + ch * P + r * ts;
-                const float* v = vc + ch * P + r * ts;
-                float* lc = lane_col + ch * ts;
-#pragma omp simd
-                for (int i = 0; i < ts; ++i) {
-                    lc[i] += w_r[i] * v[i];
-                    va_r[i] += on_r[i] * (c * Tk_r[i] - b[i] * ra_r[i]) * v[i];
-                    b[i] += c * w_r[i];
-                }
-            }
-            float *l_op = lane, *l_ca = l_op + ts, *l_cb = l_ca + ts, *l_cc = l_cb + ts;
-            float *l_mx = l_cc + ts, *l_my = l_mx + ts, *l_ax = l_my + ts, *l_ay = l_ax + ts;
-#pragma omp simd
-            for (int i = 0; i < ts; ++i) {
-                SampleGrad sg = alpha_backward(q, op, dx_r[i], dy, sig_r[i], va_r[i] * on_r[i]);
-                l_op[i] += sg.v_opacity;
-                l_ca[i] += sg.v_conic_a;
-                l_cb[i] += sg.v_conic_b;
-                l_cc[i] += sg.v_conic_c;
-                l_mx[i] += sg.v_mean_x;
-                l_my[i] += sg.v_mean_y;
-                l_ax[i] += std::fabs(sg.v_mean_x);
-                l_ay[i] += std::fabs(sg.v_mean_y);
+            const AlphaGradOf<F> s = alpha_backward_to_sigma(op, sigma, active ? v_a : F{});
+            g_opacity += s.v_opacity;
+            s0 += s.v_sigma;
+            s1 += dy_r * s.v_sigma;
+            s2 += (dy_r * dy_r) * s.v_sigma;
+            if (absgrad) {  // the same for every sample of the pass: predicted
+                const SampleGradOf<F> m = sigma_backward(q, dx, dy, s.v_sigma);
+                g_abs_x += lane_abs(m.v_mean_x);
+                g_abs_y += lane_abs(m.v_mean_y);
             }
         }
+        // sigma_backward, applied to the row sums
+        const F slots[GRAD_SLOTS] = {g_opacity,
+                                     0.5f * dx * dx * s0,
+                                     dx * s1,
+                                     0.5f * s2,
+                                     q.a * dx * s0 + q.b * s1,
+                                     q.b * dx * s0 + q.c * s1,
+                                     g_abs_x,
+                                     g_abs_y};  // zero without absgrad
         float* out = isect_grad + k * G;
-        for (int j = 0; j < GRAD_SLOTS + D; ++j)
-            for (int i = 0; i < ts; ++i) out[j] += lane[j * ts + i];
+        L::sum8(slots, out);
+        if (D == 3) {
+            float rgb[8];
+            L::sum8({g_color[0], g_color[1], g_color[2], F{}, F{}, F{}, F{}, F{}}, rgb);
+            for (int ch = 0; ch < 3; ++ch) out[GRAD_SLOTS + ch] = rgb[ch];
+        } else {
+            for (int ch = 0; ch < D; ++ch) out[GRAD_SLOTS + ch] = L::sum(g_color[ch]);
+        }
     }
 }
 
-// Runs `body<TS>(tile, scratch)` over all tiles with a compile-time row width
-// for the common tile sizes.
+// Lanes per row vector for a tile size (<= 64): the next power of two, at least 8.
+int64_t row_lanes(int64_t tile_size) { return tile_size <= 8 ? 8 : tile_size <= 16 ? 16 : tile_size <= 32 ? 32 : 64; }
+
+// Runs `Body<W>::run(in, tile, scratch, args...)` over all tiles, W = row_lanes(tile size).
 template <template <int> class Body, typename... Args>
 void for_each_tile(const BlendInputs& in, int64_t scratch_floats, Args&&... args) {
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(threads_for(in.M, 150.0))
     {
-        // 64-byte aligned: the row arrays inside are whole AVX-512 vectors
-        // (an unlucky malloc alignment cost the backward pass 15 %)
         AlignedFloats scratch(scratch_floats);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t tile = 0; tile < in.n_tiles; ++tile) {
-            switch (in.tile_size) {
+            switch (row_lanes(in.tile_size)) {
                 case 8: Body<8>::run(in, tile, scratch.data.get(), args...); break;
                 case 16: Body<16>::run(in, tile, scratch.data.get(), args...); break;
                 case 32: Body<32>::run(in, tile, scratch.data.get(), args...); break;
-                default: Body<0>::run(in, tile, scratch.data.get(), args...);
+                default: Body<64>::run(in, tile, scratch.data.get(), args...);
             }
         }
     }
 }
 
-template <int TS>
-struct Forward {  // RGB gets the fused channel loop
+template <int W>
+struct Forward {  // RGB gets a compile-time channel count
     template <typename... Args>
     static void run(const BlendInputs& in, Args&&... args) {
         if (in.D == 3)
-            forward_tile<TS, 3>(in, args...);
+            forward_tile<W, 3>(in, args...);
         else
-            forward_tile<TS, 0>(in, args...);
+            forward_tile<W, 0>(in, args...);
     }
 };
 
-template <int TS>
-struct Backward {  // RGB gets the single fused loop
+template <int W>
+struct Backward {
     template <typename... Args>
     static void run(const BlendInputs& in, Args&&... args) {
         if (in.D == 3)
-            backward_tile<TS, 3>(in, args...);
+            backward_tile<W, 3>(in, args...);
         else
-            backward_tile<TS, 0>(in, args...);
+            backward_tile<W, 0>(in, args...);
     }
 };
 
@@ -388,7 +362,7 @@ struct Backward {  // RGB gets the single fused loop
 // the whole id list, so per-Gaussian sums are the same for any thread count.
 template <typename Body>
 void for_each_intersection_by_gaussian(const BlendInputs& in, int64_t n_gaussians, Body&& body) {
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(threads_for(in.M, 2.0))
     {
         const int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
         const int64_t g0 = n_gaussians * t / T, g1 = n_gaussians * (t + 1) / T;
@@ -413,7 +387,7 @@ std::vector<Tensor> blend_forward(const Tensor& means2d, const Tensor& conics, c
                                   int64_t width, int64_t height, int64_t tile_size) {
     const AlignedFloats packed = pack_gaussians(means2d, conics, colors, opacities);
     const BlendInputs in = blend_inputs(packed, colors, isect_offsets, flatten_ids, width, height, tile_size);
-    const int64_t C = colors.size(0), N = colors.size(1), D = in.D, P = tile_size * tile_size;
+    const int64_t C = colors.size(0), N = colors.size(1), D = in.D;
     auto f32 = colors.options();
     // every pixel belongs to one tile, which writes it
     Tensor render = torch::empty({C, height, width, D}, f32);
@@ -422,7 +396,7 @@ std::vector<Tensor> blend_forward(const Tensor& means2d, const Tensor& conics, c
     Tensor last_ids = torch::empty({C, height, width}, f32.dtype(torch::kInt32));
     std::vector<float> isect_weight(in.M, 0.f);
     std::vector<int> isect_pixels(in.M, 0);
-    const int64_t scratch = 3 * P + 3 * tile_size + D * P + CHUNK * in.stride();
+    const int64_t row = row_lanes(tile_size), scratch = (3 + D) * tile_size * row + CHUNK * in.stride();
     for_each_tile<Forward>(in, scratch, render.data_ptr<float>(), alphas.data_ptr<float>(),
                            final_T.data_ptr<float>(), last_ids.data_ptr<int>(), isect_weight.data(),
                            isect_pixels.data());
@@ -445,13 +419,13 @@ std::vector<Tensor> blend_backward(const Tensor& means2d, const Tensor& conics, 
                                    const Tensor& v_render_alphas, bool absgrad) {
     const AlignedFloats packed = pack_gaussians(means2d, conics, colors, opacities);
     const BlendInputs in = blend_inputs(packed, colors, isect_offsets, flatten_ids, width, height, tile_size);
-    const int64_t C = colors.size(0), N = colors.size(1), D = in.D, P = tile_size * tile_size;
+    const int64_t C = colors.size(0), N = colors.size(1), D = in.D;
     const int64_t G = GRAD_SLOTS + D;
     std::unique_ptr<float[]> isect_grad(new float[in.M * G]);  // zeroed tile by tile
-    const int64_t scratch = 4 * P + 8 * tile_size + G * tile_size + 2 * D * P;
+    const int64_t row = row_lanes(tile_size), scratch = (4 + 2 * D) * tile_size * row + D * row;
     for_each_tile<Backward>(in, scratch, final_T.data_ptr<float>(), last_ids.data_ptr<int>(),
                             v_render_colors.data_ptr<float>(), v_render_alphas.data_ptr<float>(),
-                            isect_grad.get());
+                            isect_grad.get(), absgrad);
 
     auto f32 = colors.options();
     Tensor v_means2d = torch::zeros({C, N, 2}, f32), v_conics = torch::zeros({C, N, 3}, f32);

@@ -1,4 +1,6 @@
 // Python bindings of the CPU rasterizer ops (inputs are checked in Python).
+#include <utility>
+
 #include "ops.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -11,4 +13,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("blend_forward", &blend_forward);
     m.def("blend_backward", &blend_backward);
     m.def("num_threads", &num_threads);
+    m.def("set_min_parallel_work_ns", [](double ns) {  // returns the previous value
+        return std::exchange(min_parallel_work_ns(), ns);
+    });
 }

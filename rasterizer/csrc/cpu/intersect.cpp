@@ -50,7 +50,7 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
     std::vector<TileRect> rects(CN);
     std::vector<uint32_t> depth_bits(CN);
     std::vector<uint8_t> binned(CN);
-    const int threads = num_threads();
+    const int threads = threads_for(CN, 15.0);
 
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t i = 0; i < CN; ++i) {
@@ -66,15 +66,15 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
     const std::vector<int32_t> order = stable_sort_by_key(depth_bits, binned);
     const int64_t n_order = order.size();
 
-    // Per-thread histograms over the global tile index (camera-major).
+    // One histogram per chunk of the order, over the global tile index (camera-major).
     std::vector<int64_t> hist(int64_t(threads) * n_tiles + 1, 0);
     auto chunk = [&](int t) {
         int64_t per = (n_order + threads - 1) / threads;
         return std::make_pair(std::min(n_order, t * per), std::min(n_order, (t + 1) * per));
     };
-#pragma omp parallel num_threads(threads)
-    {
-        int t = omp_get_thread_num();
+    // one chunk per iteration: every chunk is binned even if OpenMP grants fewer threads
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int t = 0; t < threads; ++t) {
         auto [begin, end] = chunk(t);
         int64_t* h = hist.data() + int64_t(t) * n_tiles;
         for (int64_t j = begin; j < end; ++j) {
@@ -85,7 +85,7 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
                 for (int x = r.x0; x < r.x1; ++x) ++h[base + y * tile_width + x];
         }
     }
-    // Exclusive scan in (tile, thread) order gives each thread its write cursor.
+    // Exclusive scan in (tile, chunk) order gives each chunk its write cursors.
     Tensor offsets = torch::empty({C, tile_height, tile_width}, radii.options());
     int* off = offsets.data_ptr<int>();
     int64_t total = 0;
@@ -99,9 +99,8 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
     }
     Tensor flatten_ids = torch::empty({total}, radii.options());
     int* ids = flatten_ids.data_ptr<int>();
-#pragma omp parallel num_threads(threads)
-    {
-        int t = omp_get_thread_num();
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int t = 0; t < threads; ++t) {
         auto [begin, end] = chunk(t);
         int64_t* cursor = hist.data() + int64_t(t) * n_tiles;
         for (int64_t j = begin; j < end; ++j) {

@@ -3,6 +3,7 @@
 
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <tuple>
 #include <vector>
 
@@ -40,5 +41,25 @@ std::vector<Tensor> blend_backward(const Tensor& means2d, const Tensor& conics, 
 
 // Threads for the parallel loops: torch's setting, so torch.set_num_threads applies.
 int num_threads();
+
+// Waking the idle threads for a parallel loop costs tens of microseconds
+// (20-130 us on the 2-core CI machine, where `import splat` makes OpenMP
+// threads sleep when idle), so a loop runs on the calling thread unless each
+// thread gets at least min_parallel_work_ns() of work (default 150 us; tests
+// set 0 to run every loop in parallel). The per-item costs the callers pass
+// are one-thread measurements, rounded: only their order of magnitude matters.
+double& min_parallel_work_ns();
+
+// Threads for a loop over `items` items of about `ns_per_item` each.
+inline int threads_for(int64_t items, double ns_per_item) {
+    const double per_thread = double(items) * ns_per_item / num_threads();
+    return per_thread >= min_parallel_work_ns() ? num_threads() : 1;
+}
+
+// at::parallel_for grain with the same rule: one task, or an even split.
+inline int64_t grain_for(int64_t items, double ns_per_item) {
+    const int threads = threads_for(items, ns_per_item);
+    return std::max<int64_t>(1, (items + threads - 1) / threads);
+}
 
 }  // namespace splat::cpu

@@ -8,6 +8,11 @@ namespace splat::cpu {
 
 int num_threads() { return std::max(1, at::get_num_threads()); }
 
+double& min_parallel_work_ns() {
+    static double ns = 150e3;
+    return ns;
+}
+
 std::vector<Tensor> project_forward(const Tensor& means, const Tensor& quats, const Tensor& scales,
                                     const Tensor& opacities, const Tensor& viewmats, const Tensor& Ks, int64_t width,
                                     int64_t height, double eps2d, double near_plane, double far_plane,
@@ -26,7 +31,7 @@ std::vector<Tensor> project_forward(const Tensor& means, const Tensor& quats, co
     float* comp_out = comps.data_ptr<float>();
     ProjectionSettings settings = {float(eps2d), float(near_plane), float(far_plane), antialiased};
 
-    at::parallel_for(0, N, 1024, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, N, grain_for(N, 40.0 * C), [&](int64_t begin, int64_t end) {
         for (int64_t c = 0; c < C; ++c) {
             Camera cam = load_camera(vm + c * 16, k + c * 9, int(width), int(height));
             for (int64_t n = begin; n < end; ++n) {
@@ -72,7 +77,7 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
     float *vs_out = v_scales.data_ptr<float>(), *vb = v_view_blocks.data_ptr<float>();
     ProjectionSettings settings = {float(eps2d), float(near_plane), float(far_plane), antialiased};
 
-    at::parallel_for(0, n_blocks, 1, [&](int64_t block_begin, int64_t block_end) {
+    at::parallel_for(0, n_blocks, grain_for(n_blocks, 80.0 * C * BLOCK), [&](int64_t block_begin, int64_t block_end) {
         for (int64_t block = block_begin; block < block_end; ++block) {
             for (int64_t c = 0; c < C; ++c) {
                 Camera cam = load_camera(vm + c * 16, k + c * 9, int(width), int(height));

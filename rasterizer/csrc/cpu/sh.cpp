@@ -29,7 +29,7 @@ Tensor sh_forward(int64_t degree, const Tensor& dirs, const Tensor& coeffs) {
     Tensor colors = torch::empty({C, N, 3}, dirs.options());
     const float *d = dirs.data_ptr<float>(), *co = coeffs.data_ptr<float>();
     float* out = colors.data_ptr<float>();
-    at::parallel_for(0, N, 2048, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, N, grain_for(N, 20.0 * C), [&](int64_t begin, int64_t end) {
         for (int64_t c = 0; c < C; ++c) {
             const float* dc = d + c * N * 3;  // camera c's directions and colors
             float* oc = out + c * N * 3;
@@ -51,7 +51,7 @@ std::vector<Tensor> sh_backward(int64_t degree, const Tensor& dirs, const Tensor
     Tensor v_coeffs = torch::empty({N, K, 3}, dirs.options());  // zeroed per Gaussian below, while in cache
     const float *d = dirs.data_ptr<float>(), *co = coeffs.data_ptr<float>(), *vc = v_colors.data_ptr<float>();
     float *vd = v_dirs.data_ptr<float>(), *vco = v_coeffs.data_ptr<float>();
-    at::parallel_for(0, N, 2048, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, N, grain_for(N, 40.0 * C), [&](int64_t begin, int64_t end) {
         for (int64_t n = begin; n < end; ++n) {
             std::fill(vco + n * K * 3, vco + (n + 1) * K * 3, 0.f);
             for (int64_t c = 0; c < C; ++c) {

@@ -6,20 +6,28 @@
 
 namespace splat {
 
+// The per-sample functions are templates over F: a float (CUDA, and the
+// CPU's scalar code) or, on the CPU, a vector holding a row of pixels (lane.h).
+// Comparisons then give lane masks and `?:` selects lane-wise.
+
 // Mahalanobis half-distance of the pixel from the Gaussian; d = mean2d - pixel.
-HOST_DEVICE float gaussian_sigma(Sym2 conic, float dx, float dy) {
+template <typename F>
+HOST_DEVICE F gaussian_sigma(Sym2 conic, F dx, F dy) {
     return 0.5f * (conic.a * dx * dx + conic.c * dy * dy) + conic.b * dx * dy;
 }
 
 // Unclamped opacity falloff; alpha = min(ALPHA_MAX, this).
-HOST_DEVICE float gaussian_alpha_raw(float opacity, float sigma) { return opacity * fast_exp(-sigma); }
+template <typename F>
+HOST_DEVICE F gaussian_alpha_raw(float opacity, F sigma) { return opacity * fast_exp(-sigma); }
 
-HOST_DEVICE float clamp_alpha(float raw) { return raw < ALPHA_MAX ? raw : ALPHA_MAX; }  // no fminf: it blocks vectorization
+template <typename F>
+HOST_DEVICE F clamp_alpha(F raw) { return raw < ALPHA_MAX ? raw : F{} + ALPHA_MAX; }
 
 // Does a sample contribute at all? (negative sigma: degenerate conic). Tested on
-// the unclamped alpha, which is equivalent (ALPHA_MAX > ALPHA_MIN) and, unlike
-// a test on the clamped value, lets GCC vectorize the blend loops.
-HOST_DEVICE bool alpha_counts(float sigma, float raw_alpha) { return (sigma >= 0.f) & (raw_alpha >= ALPHA_MIN); }
+// the unclamped alpha, which is equivalent (ALPHA_MAX > ALPHA_MIN) and needs
+// no clamped value first.
+template <typename F>
+HOST_DEVICE auto alpha_counts(F sigma, F raw_alpha) { return (sigma >= 0.f) & (raw_alpha >= ALPHA_MIN); }
 
 // Conservative pixel half-extent (x, y) of the region where alpha >= ALPHA_MIN,
 // used to skip rows and columns; the per-pixel test above stays the truth.
@@ -34,22 +42,44 @@ HOST_DEVICE Vec2 alpha_extent(Sym2 conic, float opacity) {
 }
 
 // Backward of alpha = min(ALPHA_MAX, opacity * exp(-sigma)) given dL/dalpha:
-// accumulates dL/dopacity, dL/dconic and dL/dmean2d (with d = mean2d - pixel).
-struct SampleGrad {
-    float v_opacity, v_conic_a, v_conic_b, v_conic_c, v_mean_x, v_mean_y;
+// dL/dopacity, dL/dconic and dL/dmean2d (with d = mean2d - pixel), in two
+// steps: alpha -> (opacity, sigma), then sigma -> (conic, mean2d).
+template <typename F>
+struct SampleGradOf {
+    F v_opacity, v_conic_a, v_conic_b, v_conic_c, v_mean_x, v_mean_y;
+};
+using SampleGrad = SampleGradOf<float>;
+
+template <typename F>
+struct AlphaGradOf {
+    F v_opacity, v_sigma;
 };
 
-HOST_DEVICE SampleGrad alpha_backward(Sym2 conic, float opacity, float dx, float dy, float sigma, float v_alpha) {
-    SampleGrad g;
-    float vis = fast_exp(-sigma);
-    v_alpha = opacity * vis > ALPHA_MAX ? 0.f : v_alpha;  // clamped: no gradient (branch-free)
-    g.v_opacity = vis * v_alpha;
-    float v_sigma = -opacity * vis * v_alpha;
+template <typename F>
+HOST_DEVICE AlphaGradOf<F> alpha_backward_to_sigma(float opacity, F sigma, F v_alpha) {
+    const F vis = fast_exp(-sigma);
+    v_alpha = opacity * vis > ALPHA_MAX ? F{} : v_alpha;  // clamped: no gradient
+    return {vis * v_alpha, -opacity * vis * v_alpha};
+}
+
+// Linear in v_sigma with coefficients polynomial in dx and dy, which lets the
+// CPU blend sum over a tile's rows first (blend.cpp, backward_tile).
+template <typename F>
+HOST_DEVICE SampleGradOf<F> sigma_backward(Sym2 conic, F dx, F dy, F v_sigma) {
+    SampleGradOf<F> g;
     g.v_conic_a = 0.5f * dx * dx * v_sigma;
     g.v_conic_b = dx * dy * v_sigma;
     g.v_conic_c = 0.5f * dy * dy * v_sigma;
     g.v_mean_x = v_sigma * (conic.a * dx + conic.b * dy);
     g.v_mean_y = v_sigma * (conic.b * dx + conic.c * dy);
+    return g;
+}
+
+template <typename F>
+HOST_DEVICE SampleGradOf<F> alpha_backward(Sym2 conic, float opacity, F dx, F dy, F sigma, F v_alpha) {
+    const AlphaGradOf<F> a = alpha_backward_to_sigma(opacity, sigma, v_alpha);
+    SampleGradOf<F> g = sigma_backward(conic, dx, dy, a.v_sigma);
+    g.v_opacity = a.v_opacity;
     return g;
 }
 

@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define HOST_DEVICE __host__ __device__ __forceinline__
@@ -76,27 +78,55 @@ HOST_DEVICE Mat3 zeros3() {
     return Z;
 }
 
+// Lane-wise conversions for fast_exp, on a float and (CPU only) on GCC/Clang
+// vectors of float or int32 lanes (the CPU blend's rows, cpu/lanes.h).
+HOST_DEVICE int32_t to_int_lanes(float x) { return static_cast<int32_t>(x); }
+HOST_DEVICE float to_float_lanes(int32_t i) { return static_cast<float>(i); }
+HOST_DEVICE float bits_to_float_lanes(int32_t i) {
+    union { int32_t i; float f; } u;
+    u.i = i;
+    return u.f;
+}
+#if !defined(__CUDACC__)
+template <typename V, typename = std::enable_if_t<!std::is_arithmetic_v<V>>>
+inline auto to_int_lanes(V x) {
+    typedef int32_t I __attribute__((vector_size(sizeof(V))));
+    return __builtin_convertvector(x, I);
+}
+template <typename V, typename = std::enable_if_t<!std::is_arithmetic_v<V>>>
+inline auto to_float_lanes(V i) {
+    typedef float F __attribute__((vector_size(sizeof(V))));
+    return __builtin_convertvector(i, F);
+}
+template <typename V, typename = std::enable_if_t<!std::is_arithmetic_v<V>>>
+inline auto bits_to_float_lanes(V i) {
+    typedef float F __attribute__((vector_size(sizeof(V))));
+    F f;
+    std::memcpy(&f, &i, sizeof(V));
+    return f;
+}
+#endif
+
 // exp for the blend loops: __expf on CUDA; on the CPU a Cephes-style
-// polynomial (about 1 ulp) that the compiler can vectorize, unlike std::exp.
-HOST_DEVICE float fast_exp(float x) {
+// polynomial (about 1 ulp), for a float or a vector of floats (lane.h).
+template <typename F>
+HOST_DEVICE F fast_exp(F x) {
 #if defined(__CUDA_ARCH__)
     return __expf(x);
 #else
-    x = x > -87.0f ? x : -87.0f;
-    x = x < 88.0f ? x : 88.0f;
-    const int32_t ni = static_cast<int32_t>(x * 1.44269504088896341f + 128.5f) - 128;  // round, vectorizable
-    const float n = static_cast<float>(ni);
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
+    x = x > -87.0f ? x : F{} - 87.0f;
+    x = x < 88.0f ? x : F{} + 88.0f;
+    const auto ni = to_int_lanes(x * 1.44269504088896341f + 128.5f) - 128;  // round without a libm call
+    const F n = to_float_lanes(ni);
+    F r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    F p = F{} + 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale;  // 2^n assembled in the exponent bits
-    scale.i = (ni + 127) << 23;
-    return p * scale.f;
+    return p * bits_to_float_lanes((ni + 127) << 23);  // 2^n assembled in the exponent bits
 #endif
 }
 

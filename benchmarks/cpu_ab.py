@@ -1,0 +1,127 @@
+"""Side-by-side timing of the CPU extension at a git revision against the working tree.
+
+Both builds load into one process and run alternately on the same inputs, so
+machine noise hits both alike; prints medians and the speed ratio.
+
+    python benchmarks/cpu_ab.py --base 161b583                  # blend, cases small,a,bird
+    python benchmarks/cpu_ab.py --base 161b583 --train-steps 300 # + lego training steps
+
+The base sources come from `git archive` into a temporary folder (nothing is
+checked out); builds are cached under ~/.cache/splat/ab/<revision>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import splat  # noqa: F401  (sets the OpenMP wait policy before torch loads)
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SPLAT_DATA", REPO.parent / "shared" / "data"))
+
+
+def load_revision(rev: str):
+    """The CPU extension built from rasterizer/csrc at `rev` (same flags as rasterizer/build.py)."""
+    from torch.utils import cpp_extension
+
+    sha = subprocess.check_output(["git", "rev-parse", "--short", rev], cwd=REPO, text=True).strip()
+    root = Path.home() / ".cache" / "splat" / "ab" / sha
+    if not (root / "rasterizer").exists():
+        archive = subprocess.check_output(["git", "archive", sha, "rasterizer/csrc"], cwd=REPO)
+        tarfile.open(fileobj=io.BytesIO(archive)).extractall(root)
+    csrc, build_dir = root / "rasterizer" / "csrc", root / "build"
+    build_dir.mkdir(exist_ok=True)
+    flags = ["-O3", "-std=c++17", "-fopenmp", "-march=native", "-fno-trapping-math", "-fno-math-errno", "-Wno-psabi"]
+    return cpp_extension.load(
+        name=f"splat_cpu_ab_{sha}", sources=[str(p) for p in sorted((csrc / "cpu").glob("*.cpp"))],
+        extra_cflags=flags, extra_ldflags=["-fopenmp"], extra_include_paths=[str(csrc / "include")],
+        build_directory=str(build_dir),
+    )  # fmt: skip
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def time_blend(exts: dict, case: str, repeats: int) -> dict:
+    """Median blend forward and backward ms per extension on one benchmark case."""
+    from splat.cli.bench import _make_case
+    from splat.rasterizer import rasterize
+
+    scene = _make_case(case, DATA)
+    with torch.no_grad():
+        _, _, m = rasterize(**scene, backend="cpu")
+    g = torch.Generator().manual_seed(0)
+    colors = torch.rand(1, len(scene["means"]), 3, generator=g)
+    W, H = scene["width"], scene["height"]
+    args = (m.means2d.contiguous(), m.conics.contiguous(), colors, m.opacities.contiguous(),
+            m.isect_offsets, m.flatten_ids, W, H, m.tile_size)  # fmt: skip
+    v_render, v_alpha = torch.rand(1, H, W, 3, generator=g), torch.rand(1, H, W, 1, generator=g)
+    times = {name: ([], []) for name in exts}
+    for i in range(repeats + 2):  # two warm-up rounds
+        for name, ext in exts.items():
+            t0 = time.perf_counter()
+            out = ext.blend_forward(*args)
+            t1 = time.perf_counter()
+            ext.blend_backward(*args, out[2], out[3], v_render, v_alpha, False)
+            t2 = time.perf_counter()
+            if i >= 2:
+                times[name][0].append(1e3 * (t1 - t0))
+                times[name][1].append(1e3 * (t2 - t1))
+    return {name: (median(f), median(b)) for name, (f, b) in times.items()}
+
+
+def time_training(exts: dict, warmup: int, blocks: int = 6, steps: int = 10) -> dict:
+    """Median ms per lego training step (`--preset full`) per extension, swapped in one trainer."""
+    from splat.rasterizer import backend_cpu
+    from splat.training import preset
+    from splat.training.loop import Trainer
+
+    trainer = Trainer(preset("full", data=str(DATA / "lego"), progress=False, output_dir="/tmp/splat_cpu_ab"))
+    for _ in range(warmup):
+        trainer.train_step()
+    times = {name: [] for name in exts}
+    for _ in range(blocks):
+        for name, ext in exts.items():
+            backend_cpu._backend._load = lambda ext=ext: ext
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                trainer.train_step()
+            times[name].append(1e3 * (time.perf_counter() - t0) / steps)
+    print(f"lego training, {len(trainer.params['means']):,} Gaussians after {warmup} steps")
+    return {name: median(v) for name, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="git revision to compare against")
+    parser.add_argument("--cases", default="small,a,bird", help="splat bench raster cases")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads (1: kernel time)")
+    parser.add_argument("--train-steps", type=int, default=0, help="also time lego training after this many steps")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from splat.rasterizer import build
+
+    exts = {args.base: load_revision(args.base), "working tree": build.load_cpu()}
+    base, new = list(exts)
+    print(f"{args.threads} thread(s); blend ms, median of {args.repeats}")
+    for case in args.cases.split(","):
+        r = time_blend(exts, case, args.repeats)
+        (fb, bb), (fn, bn) = r[base], r[new]
+        print(f"{case:<6} forward {fb:8.2f} -> {fn:8.2f} ({fb / fn:.2f}x)   backward {bb:8.2f} -> {bn:8.2f} ({bb / bn:.2f}x)")
+    if args.train_steps:
+        r = time_training(exts, args.train_steps)
+        print(f"training step ms {r[base]:.1f} -> {r[new]:.1f} ({r[base] / r[new]:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

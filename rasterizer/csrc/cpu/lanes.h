@@ -1,0 +1,103 @@
+// Vectors of W float lanes (GCC/Clang vector extensions) for the CPU blend:
+// one vector holds one tile row of pixels, so the blend loops are explicit
+// SIMD and per-Gaussian sums stay in registers. With AVX-512 a 16-pixel row is
+// one register; the compiler splits wider vectors and narrower ISAs (AVX2,
+// NEON) into several. The shared per-sample math (blend.h) takes these as F.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace splat::cpu {
+
+// The types, spelled out per width: GCC ignores a vector_size that depends on
+// a template parameter inside a class template.
+template <int W>
+struct LaneTypes;
+#define SPLAT_LANE_TYPES(W)                                                     \
+    template <>                                                                 \
+    struct LaneTypes<W> {                                                       \
+        typedef float F __attribute__((vector_size(4 * W)));   /* values */      \
+        typedef int32_t I __attribute__((vector_size(4 * W))); /* masks: -1, 0 */ \
+    };
+SPLAT_LANE_TYPES(4)
+SPLAT_LANE_TYPES(8)
+SPLAT_LANE_TYPES(16)
+SPLAT_LANE_TYPES(32)
+SPLAT_LANE_TYPES(64)
+#undef SPLAT_LANE_TYPES
+
+template <int W>
+struct Lanes {
+    using F = typename LaneTypes<W>::F;
+    using I = typename LaneTypes<W>::I;
+
+    static F index() {  // 0, 1, ..., W - 1
+        F v;
+        for (int i = 0; i < W; ++i) v[i] = float(i);
+        return v;
+    }
+
+    static int count(I mask) {
+#if defined(__AVX512F__)
+        if constexpr (W == 16) {
+            __m512i m;
+            __builtin_memcpy(&m, &mask, 64);
+            return __builtin_popcount(_mm512_movepi32_mask(m));
+        }
+#endif
+        int n = 0;
+        for (int i = 0; i < W; ++i) n -= mask[i];
+        return n;
+    }
+
+    // Sum of the lanes: low half + high half until 4 lanes are left, in
+    // registers (a round trip through memory stalls on store forwarding), in
+    // a fixed order (the same for any thread count).
+    static float sum(F v) {
+        if constexpr (W == 4) {
+            return (v[0] + v[2]) + (v[1] + v[3]);
+        } else {
+            using H = typename LaneTypes<W / 2>::F;
+            H lo, hi;
+            __builtin_memcpy(&lo, &v, sizeof(H));
+            __builtin_memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof(H), sizeof(H));
+            return Lanes<W / 2>::sum(lo + hi);
+        }
+    }
+
+    // out[j] = sum(v[j]) for 8 vectors at once. With AVX-512 the lanes of all
+    // eight are reduced together by shuffles (24 instructions instead of 72),
+    // the per-Gaussian tail of the backward pass; the order of the additions
+    // is fixed either way.
+    static void sum8(const F (&v)[8], float* out) {
+#if defined(__AVX512F__)
+        if constexpr (W == 16) {
+            __m512 x[8];
+            for (int j = 0; j < 8; ++j) __builtin_memcpy(&x[j], &v[j], 64);
+            __m512 pairs[4];  // [v_2i in 2 x 4 lanes | v_2i+1 in 2 x 4 lanes]
+            for (int i = 0; i < 4; ++i)
+                pairs[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                         _mm512_shuffle_f32x4(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+            __m512 quads[2];  // 128-bit lane q: 4 partial sums of v_4i+q
+            for (int i = 0; i < 2; ++i)
+                quads[i] = _mm512_add_ps(_mm512_shuffle_f32x4(pairs[2 * i], pairs[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                         _mm512_shuffle_f32x4(pairs[2 * i], pairs[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+            const __m512 halves = _mm512_add_ps(_mm512_shuffle_ps(quads[0], quads[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                                _mm512_shuffle_ps(quads[0], quads[1], _MM_SHUFFLE(3, 2, 3, 2)));
+            const __m512 sums = _mm512_add_ps(_mm512_shuffle_ps(halves, halves, _MM_SHUFFLE(2, 0, 2, 0)),
+                                              _mm512_shuffle_ps(halves, halves, _MM_SHUFFLE(3, 1, 3, 1)));
+            // lane 4q holds sum(v_q), lane 4q + 1 holds sum(v_4+q)
+            const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+            _mm256_storeu_ps(out, _mm512_castps512_ps256(_mm512_permutexvar_ps(order, sums)));
+            return;
+        }
+#endif
+        for (int j = 0; j < 8; ++j) out[j] = sum(v[j]);
+    }
+};
+
+}  // namespace splat::cpu
