@@ -8,6 +8,8 @@ CPU backend is compiled with -march=native.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import platform
@@ -65,27 +67,29 @@ def _check_toolchain(compiler: str) -> None:
             raise BuildError("ninja is missing; install it with 'pip install ninja'") from None
 
 
-def _wait_for_other_build(out: Path, stale_after_s: float = 300.0) -> None:
-    """Wait while another process builds into `out`. torch's own wait has no
-    timeout, and a build killed midway (Ctrl-C) leaves its lock file behind,
-    which would make every later process wait forever; a lock older than any
-    real build is removed."""
-    lock = out / "lock"
-    announced = False
-    start = time.monotonic()
-    while True:
+@contextlib.contextmanager
+def _build_lock(out: Path):
+    """Hold an exclusive lock on `out` while loading (and maybe building) there.
+
+    torch's own lock is a file that a killed build leaves behind, and two
+    processes loading the same cached build at once could remove it under
+    each other (one then failed with "No such file or directory: .../lock"
+    and fell back to the torch reference). An flock is released by the
+    kernel when its process exits, so the lock can never go stale; while we
+    hold it no other process is inside torch's loader for `out`, so a torch
+    lock file found there is a leftover and is removed.
+    """
+    with open(out / "splat-build.lock", "w") as handle:
         try:
-            age = time.time() - lock.stat().st_mtime
-        except FileNotFoundError:
-            return
-        if age > stale_after_s:
-            lock.unlink(missing_ok=True)
-            return
-        # torch also holds the lock briefly to check a cached build: say nothing for that
-        if not announced and time.monotonic() - start > 2.0:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             print(f"splat: waiting for another process building into {out}", file=sys.stderr, flush=True)
-            announced = True
-        time.sleep(0.5)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            (out / "lock").unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _load(name: str, sources: list[Path], cflags: list[str], ldflags: list[str], **kwargs) -> ModuleType:
@@ -108,14 +112,8 @@ def _load(name: str, sources: list[Path], cflags: list[str], ldflags: list[str],
         verbose=os.environ.get("SPLAT_BUILD_VERBOSE") == "1",
         **kwargs,
     )
-    _wait_for_other_build(out)
     try:
-        try:
-            module = cpp_extension.load(**kwargs)
-        except ImportError:
-            # The process that held the build lock died before writing the
-            # library (e.g. Ctrl-C during the first compile): build it here.
-            (out / "lock").unlink(missing_ok=True)
+        with _build_lock(out):
             module = cpp_extension.load(**kwargs)
     except Exception as err:  # compiler errors arrive as RuntimeError/CalledProcessError
         raise BuildError(f"building the {name} backend failed in {out}: {err}".strip()) from err

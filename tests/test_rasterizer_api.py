@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -139,3 +140,24 @@ def test_import_does_not_compile(tmp_path):
     env = {"SPLAT_BUILD_DIR": str(tmp_path / "empty"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
     assert not (tmp_path / "empty").exists()
+
+
+def test_concurrent_loads_and_a_leftover_torch_lock(cpu_backend):
+    """Processes loading the cached build at once all get the compiled backend,
+    and a lock file left by a killed build does not block them. (Two loads at
+    once used to remove torch's lock under each other: one process failed and
+    fell back to the torch reference.)"""
+    from splat.rasterizer import build
+
+    ext = cpu_backend.load_extension()
+    out = Path(ext.__file__).parent
+    (out / "lock").touch()  # what a build killed midway leaves behind
+    code = "from splat.rasterizer import build; build.load_cpu(); print('loaded')"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]  # fmt: skip
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and stdout.strip() == "loaded", stderr[-2000:]
+        assert "compiling" not in stderr, "the cached build was rebuilt"
+    assert not (out / "lock").exists()
+    assert build.build_dir() in out.parents
