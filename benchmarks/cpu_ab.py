@@ -78,6 +78,33 @@ def time_blend(exts: dict, case: str, repeats: int) -> dict:
     return {name: (median(f), median(b)) for name, (f, b) in times.items()}
 
 
+def time_projection(exts: dict, case: str, repeats: int) -> dict:
+    """Median projection forward and backward ms per extension (no pose gradient, as in training)."""
+    from splat.cli.bench import _make_case
+
+    s = _make_case(case, DATA)
+    C, N = s["viewmats"].shape[0], len(s["means"])
+    settings = (s["width"], s["height"], 0.3, 0.01, 1e10, False)
+    first = next(iter(exts.values()))
+    radii = first.project_forward(s["means"], s["quats"], s["scales"], s["opacities"], s["viewmats"], s["Ks"], *settings)[0]
+    g = torch.Generator().manual_seed(0)
+    grads = (torch.randn(C, N, 2, generator=g), torch.randn(C, N, generator=g), torch.randn(C, N, 3, generator=g),
+             torch.zeros(C, N))  # fmt: skip
+    times = {name: ([], []) for name in exts}
+    for i in range(repeats + 2):
+        for name, ext in exts.items():
+            t0 = time.perf_counter()
+            ext.project_forward(s["means"], s["quats"], s["scales"], s["opacities"], s["viewmats"], s["Ks"], *settings)
+            t1 = time.perf_counter()
+            ext.project_backward(s["means"], s["quats"], s["scales"], s["viewmats"], s["Ks"], *settings, radii, *grads,
+                                 False)  # fmt: skip
+            t2 = time.perf_counter()
+            if i >= 2:
+                times[name][0].append(1e3 * (t1 - t0))
+                times[name][1].append(1e3 * (t2 - t1))
+    return {name: (median(f), median(b)) for name, (f, b) in times.items()}
+
+
 def time_training(exts: dict, warmup: int, blocks: int = 6, steps: int = 10) -> dict:
     """Median ms per lego training step (`--preset full`) per extension, swapped in one trainer."""
     from splat.rasterizer import backend_cpu
@@ -113,11 +140,16 @@ def main() -> None:
 
     exts = {args.base: load_revision(args.base), "working tree": build.load_cpu()}
     base, new = list(exts)
-    print(f"{args.threads} thread(s); blend ms, median of {args.repeats}")
+    print(f"{args.threads} thread(s); ms, median of {args.repeats}")
     for case in args.cases.split(","):
         r = time_blend(exts, case, args.repeats)
         (fb, bb), (fn, bn) = r[base], r[new]
-        print(f"{case:<6} forward {fb:8.2f} -> {fn:8.2f} ({fb / fn:.2f}x)   backward {bb:8.2f} -> {bn:8.2f} ({bb / bn:.2f}x)")
+        print(f"{case:<6} blend      forward {fb:8.2f} -> {fn:8.2f} ({fb / fn:.2f}x)   "
+              f"backward {bb:8.2f} -> {bn:8.2f} ({bb / bn:.2f}x)")
+        r = time_projection(exts, case, args.repeats)
+        (fb, bb), (fn, bn) = r[base], r[new]
+        print(f"{case:<6} projection forward {fb:8.2f} -> {fn:8.2f} ({fb / fn:.2f}x)   "
+              f"backward {bb:8.2f} -> {bn:8.2f} ({bb / bn:.2f}x)")
     if args.train_steps:
         r = time_training(exts, args.train_steps)
         print(f"training step ms {r[base]:.1f} -> {r[new]:.1f} ({r[base] / r[new]:.2f}x)")
