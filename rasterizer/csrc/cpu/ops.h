@@ -43,7 +43,7 @@ std::vector<Tensor> blend_backward(const Tensor& means2d, const Tensor& conics, 
 int num_threads();
 
 // Waking the idle threads for a parallel loop costs tens of microseconds
-// (20-130 us on the 2-core CI machine, where `import splat` makes OpenMP
+// (50-130 us on the 2-core CI machine, where `import splat` makes OpenMP
 // threads sleep when idle), so a loop runs on the calling thread unless each
 // thread gets at least min_parallel_work_ns() of work (default 150 us; tests
 // set 0 to run every loop in parallel). The per-item costs the callers pass
