@@ -220,8 +220,7 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
     F* va = last + ts;                     // [ts] dL/dalpha_out
     F* vc = va + ts;                       // [D, ts] dL/dcolor_out
     F* buf = vc + D * ts;                  // [D, ts] sum of color * weight of the Gaussians behind
-    F g_color_rgb[CD > 0 ? CD : 1];        // per lane, over the rows: dL/dcolor of the current Gaussian
-    F* g_color = CD > 0 ? g_color_rgb : buf + D * ts;  // (in registers for RGB)
+    F* g_color = buf + D * ts;             // [D] per lane, over the rows: dL/dcolor of the current Gaussian
     const TileGeometry t = tile_geometry(in, tile);
     const int64_t start = in.offsets[tile], end = in.tile_end(tile);
     std::fill(isect_grad + start * G, isect_grad + end * G, 0.f);  // this tile owns these rows

@@ -54,6 +54,28 @@ std::vector<Tensor> project_forward(const Tensor& means, const Tensor& quats, co
     return {radii, means2d, depths, conics, comps};
 }
 
+namespace {
+
+// The per-Gaussian inputs of the projection backward, and Gaussian n's
+// gradient in camera c from them (forced inline, as HOST_DEVICE does: a call
+// left in the loop below would keep it from vectorizing).
+struct BackwardInputs {
+    const float *means, *quats, *scales, *v_means2d, *v_depths, *v_conics, *v_comps;
+    int64_t N;
+
+    HOST_DEVICE ProjectionGrad gradient(const Camera& cam, const ProjectionSettings& settings, int64_t c, int64_t n,
+                                        bool viewmat_grad) const {
+        const float *m = means + n * 3, *q = quats + n * 4, *s = scales + n * 3;
+        const int64_t i = c * N + n;
+        const float *vm2 = v_means2d + i * 2, *vc = v_conics + i * 3;
+        return project_gaussian_backward({m[0], m[1], m[2]}, {q[0], q[1], q[2], q[3]}, {s[0], s[1], s[2]}, cam,
+                                         settings, {vm2[0], vm2[1]}, v_depths[i], {vc[0], vc[1], vc[2]}, v_comps[i],
+                                         viewmat_grad);
+    }
+};
+
+}  // namespace
+
 std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, const Tensor& scales,
                                      const Tensor& viewmats, const Tensor& Ks, int64_t width, int64_t height,
                                      double eps2d, double near_plane, double far_plane, bool antialiased,
@@ -68,11 +90,11 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
     constexpr int64_t BLOCK = 1024;
     const int64_t n_blocks = (N + BLOCK - 1) / BLOCK;
     Tensor v_view_blocks = torch::zeros({std::max<int64_t>(n_blocks, 1), C, 12}, means.options());
-    const float *m = means.data_ptr<float>(), *q = quats.data_ptr<float>(), *s = scales.data_ptr<float>();
+    const BackwardInputs inputs = {means.data_ptr<float>(), quats.data_ptr<float>(), scales.data_ptr<float>(),
+                                   v_means2d.data_ptr<float>(), v_depths.data_ptr<float>(),
+                                   v_conics.data_ptr<float>(), v_compensations.data_ptr<float>(), N};
     const float *vm = viewmats.data_ptr<float>(), *k = Ks.data_ptr<float>();
     const int* r = radii.data_ptr<int>();
-    const float *vm2 = v_means2d.data_ptr<float>(), *vd = v_depths.data_ptr<float>();
-    const float *vc = v_conics.data_ptr<float>(), *vcomp = v_compensations.data_ptr<float>();
     float *vm_out = v_means.data_ptr<float>(), *vq_out = v_quats.data_ptr<float>();
     float *vs_out = v_scales.data_ptr<float>(), *vb = v_view_blocks.data_ptr<float>();
     ProjectionSettings settings = {float(eps2d), float(near_plane), float(far_plane), antialiased};
@@ -88,10 +110,7 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
                 for (int64_t n = n0; n < n1; ++n) {
                     const int64_t i = c * N + n;
                     const bool on = (r[i * 2] > 0) | (r[i * 2 + 1] > 0);
-                    const ProjectionGrad g = project_gaussian_backward(
-                        {m[n * 3], m[n * 3 + 1], m[n * 3 + 2]}, {q[n * 4], q[n * 4 + 1], q[n * 4 + 2], q[n * 4 + 3]},
-                        {s[n * 3], s[n * 3 + 1], s[n * 3 + 2]}, cam, settings, {vm2[i * 2], vm2[i * 2 + 1]}, vd[i],
-                        {vc[i * 3], vc[i * 3 + 1], vc[i * 3 + 2]}, vcomp[i], false);
+                    const ProjectionGrad g = inputs.gradient(cam, settings, c, n, false);
                     vm_out[n * 3] += on ? g.v_mean.x : 0.f;
                     vm_out[n * 3 + 1] += on ? g.v_mean.y : 0.f;
                     vm_out[n * 3 + 2] += on ? g.v_mean.z : 0.f;
@@ -110,10 +129,7 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
                 for (int64_t n = n0; n < n1; ++n) {
                     const int64_t i = c * N + n;
                     if (r[i * 2] <= 0 && r[i * 2 + 1] <= 0) continue;
-                    const ProjectionGrad g = project_gaussian_backward(
-                        {m[n * 3], m[n * 3 + 1], m[n * 3 + 2]}, {q[n * 4], q[n * 4 + 1], q[n * 4 + 2], q[n * 4 + 3]},
-                        {s[n * 3], s[n * 3 + 1], s[n * 3 + 2]}, cam, settings, {vm2[i * 2], vm2[i * 2 + 1]}, vd[i],
-                        {vc[i * 3], vc[i * 3 + 1], vc[i * 3 + 2]}, vcomp[i], true);
+                    const ProjectionGrad g = inputs.gradient(cam, settings, c, n, true);
                     for (int a = 0; a < 3; ++a) {
                         for (int b = 0; b < 3; ++b) acc[a * 4 + b] += g.v_R.m[a][b];
                     }

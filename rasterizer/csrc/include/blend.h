@@ -7,7 +7,7 @@
 namespace splat {
 
 // The per-sample functions are templates over F: a float (CUDA, and the
-// CPU's scalar code) or, on the CPU, a vector holding a row of pixels (lane.h).
+// CPU's scalar code) or, on the CPU, a vector holding a row of pixels (cpu/lanes.h).
 // Comparisons then give lane masks and `?:` selects lane-wise.
 
 // Mahalanobis half-distance of the pixel from the Gaussian; d = mean2d - pixel.

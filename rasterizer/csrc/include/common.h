@@ -108,7 +108,7 @@ inline auto bits_to_float_lanes(V i) {
 #endif
 
 // exp for the blend loops: __expf on CUDA; on the CPU a Cephes-style
-// polynomial (about 1 ulp), for a float or a vector of floats (lane.h).
+// polynomial (about 1 ulp), for a float or a vector of floats (cpu/lanes.h).
 template <typename F>
 HOST_DEVICE F fast_exp(F x) {
 #if defined(__CUDA_ARCH__)
