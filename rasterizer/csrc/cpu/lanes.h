@@ -1,8 +1,8 @@
 // Vectors of W float lanes (GCC/Clang vector extensions) for the CPU blend:
 // one vector holds one tile row of pixels, so the blend loops are explicit
-// SIMD and per-Gaussian sums stay in registers. With AVX-512 a 16-pixel row is
-// one register; the compiler splits wider vectors and narrower ISAs (AVX2,
-// NEON) into several. The shared per-sample math (blend.h) takes these as F.
+// SIMD and per-Gaussian sums need not go through memory. With AVX-512 a
+// 16-pixel row is one register; the compiler splits wider vectors and
+// narrower ISAs (AVX2, NEON) into several. The shared per-sample math (blend.h) takes these as F.
 #pragma once
 
 #include <cstdint>
