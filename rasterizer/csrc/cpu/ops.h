@@ -1,6 +1,7 @@
 // Declarations of the CPU ops bound in ext.cpp.
 #pragma once
 
+#include <ATen/Parallel.h>
 #include <torch/extension.h>
 
 #include <algorithm>
@@ -60,6 +61,18 @@ inline int threads_for(int64_t items, double ns_per_item) {
 inline int64_t grain_for(int64_t items, double ns_per_item) {
     const int threads = threads_for(items, ns_per_item);
     return std::max<int64_t>(1, (items + threads - 1) / threads);
+}
+
+// Calls body(begin, end) on consecutive blocks of `block` items, the blocks
+// spread over threads. For loops vectorized across items: every item then
+// takes the same code path (vector body or remainder, whose roundings may
+// differ) whatever the thread count, so results do not depend on it.
+template <typename Body>
+void for_each_block(int64_t items, int64_t block, double ns_per_item, const Body& body) {
+    const int64_t n_blocks = (items + block - 1) / block;
+    at::parallel_for(0, n_blocks, grain_for(n_blocks, ns_per_item * block), [&](int64_t first, int64_t last) {
+        for (int64_t b = first; b < last; ++b) body(b * block, std::min(items, (b + 1) * block));
+    });
 }
 
 }  // namespace splat::cpu

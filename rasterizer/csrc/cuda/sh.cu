@@ -24,8 +24,9 @@ __global__ void sh_backward_kernel(int degree, int64_t C, int64_t N, int64_t K, 
     for (int64_t c = 0; c < C; ++c) {
         const int64_t i = c * N + n;
         const float* d = dirs + i * 3;
-        const Vec3 g = sh_to_color_backward(degree, {d[0], d[1], d[2]}, coeffs + n * K * 3, v_colors + i * 3,
-                                            v_coeffs + n * K * 3);
+        const Vec3 dir = {d[0], d[1], d[2]};
+        sh_to_color_backward_coeffs(degree, dir, v_colors + i * 3, v_coeffs + n * K * 3);
+        const Vec3 g = sh_to_color_backward_dir(degree, dir, coeffs + n * K * 3, v_colors + i * 3);
         v_dirs[i * 3] = g.x;
         v_dirs[i * 3 + 1] = g.y;
         v_dirs[i * 3 + 2] = g.z;

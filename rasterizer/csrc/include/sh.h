@@ -79,11 +79,19 @@ HOST_DEVICE Vec3 sh_basis_backward(int degree, float x, float y, float z, const 
     return g;
 }
 
+// The unit view direction and 1 / |dir|; below |dir| = 1e-12 the scale is
+// clamped, so a zero direction stays zero.
+HOST_DEVICE Vec3 unit_direction(Vec3 dir, float* inv_norm) {
+    const float inv = 1.f / max_f(sqrtf(dot(dir, dir)), 1e-12f);
+    *inv_norm = inv;
+    return {dir.x * inv, dir.y * inv, dir.z * inv};
+}
+
 // color[3] = sum_k basis_k(dir / |dir|) * coeffs[k][0..3)
 HOST_DEVICE void sh_to_color(int degree, Vec3 dir, const float* coeffs, float* color) {
-    float inv = 1.f / max_f(sqrtf(dot(dir, dir)), 1e-12f);
-    float basis[16];
-    sh_basis(degree, dir.x * inv, dir.y * inv, dir.z * inv, basis);
+    float inv, basis[16];
+    const Vec3 d = unit_direction(dir, &inv);
+    sh_basis(degree, d.x, d.y, d.z, basis);
     int K = (degree + 1) * (degree + 1);
     for (int ch = 0; ch < 3; ++ch) {
         float sum = 0.f;
@@ -92,25 +100,31 @@ HOST_DEVICE void sh_to_color(int degree, Vec3 dir, const float* coeffs, float* c
     }
 }
 
-// Accumulates v_coeffs (+=) and returns the gradient w.r.t. the un-normalized dir.
-HOST_DEVICE Vec3 sh_to_color_backward(int degree, Vec3 dir, const float* coeffs, const float* v_color,
-                                      float* v_coeffs) {
-    float norm = sqrtf(dot(dir, dir));
-    float inv = 1.f / max_f(norm, 1e-12f);
-    Vec3 d = {dir.x * inv, dir.y * inv, dir.z * inv};
-    float basis[16], v_basis[16];
+// The backward of sh_to_color comes in two parts, which the CPU runs as
+// separate loops: the coefficients' gradient, an outer product contiguous per
+// Gaussian, and the direction's, which vectorizes across Gaussians.
+
+// v_coeffs[k][ch] += basis_k * v_color[ch]
+HOST_DEVICE void sh_to_color_backward_coeffs(int degree, Vec3 dir, const float* v_color, float* v_coeffs) {
+    float inv, basis[16];
+    const Vec3 d = unit_direction(dir, &inv);
     sh_basis(degree, d.x, d.y, d.z, basis);
     int K = (degree + 1) * (degree + 1);
-    for (int k = 0; k < K; ++k) {
-        v_basis[k] = 0.f;
-        for (int ch = 0; ch < 3; ++ch) {
-            v_coeffs[k * 3 + ch] += basis[k] * v_color[ch];
-            v_basis[k] += coeffs[k * 3 + ch] * v_color[ch];
-        }
-    }
+    for (int k = 0; k < K; ++k)
+        for (int ch = 0; ch < 3; ++ch) v_coeffs[k * 3 + ch] += basis[k] * v_color[ch];
+}
+
+// The gradient w.r.t. the un-normalized dir.
+HOST_DEVICE Vec3 sh_to_color_backward_dir(int degree, Vec3 dir, const float* coeffs, const float* v_color) {
+    float inv, v_basis[16];
+    const Vec3 d = unit_direction(dir, &inv);
+    int K = (degree + 1) * (degree + 1);
+    for (int k = 0; k < K; ++k)
+        v_basis[k] = coeffs[k * 3] * v_color[0] + coeffs[k * 3 + 1] * v_color[1] + coeffs[k * 3 + 2] * v_color[2];
     Vec3 v_d = sh_basis_backward(degree, d.x, d.y, d.z, v_basis);
-    if (norm < 1e-12f) return {v_d.x * inv, v_d.y * inv, v_d.z * inv};
-    float proj = dot(v_d, d);  // remove the radial part: normalization is scale-invariant
+    // remove the radial part (normalization is scale-invariant), except where
+    // |dir| < 1e-12 and the scale was clamped; a select, not a branch, so it vectorizes
+    float proj = dot(dir, dir) < 1e-24f ? 0.f : dot(v_d, d);
     return {(v_d.x - proj * d.x) * inv, (v_d.y - proj * d.y) * inv, (v_d.z - proj * d.z) * inv};
 }
 
