@@ -139,43 +139,71 @@ HOST_DEVICE ProjectionState projection_state(Vec3 mean, Vec4 quat, Vec3 scale, c
     return st;
 }
 
-// opacity < 0 means "no opacity": the plain RADIUS_SIGMA extent.
-HOST_DEVICE Projection project_gaussian(Vec3 mean, Vec4 quat, Vec3 scale, float opacity, const Camera& cam,
-                                        const ProjectionSettings& s) {
-    Projection out;
-    out.valid = false;
-    out.radius_x = out.radius_y = 0;
-    out.mean2d = {0.f, 0.f};
-    out.conic = {0.f, 0.f, 0.f};
-    out.compensation = 0.f;
-    Vec3 p = mul(cam.R, mean) + cam.t;
-    out.depth = p.z;
-    if (!(p.z > s.near_plane && p.z < s.far_plane)) return out;
+// project_gaussian in two steps. The first, the projected shape, has no
+// branches (the CPU vectorizes it across Gaussians); the second, the
+// footprint's radius and the culling, needs a logf (the CPU runs it scalar).
 
-    ProjectionState st = projection_state(mean, quat, scale, cam, s);
-    out.mean2d = {cam.fx * st.p.x / st.p.z + cam.cx, cam.fy * st.p.y / st.p.z + cam.cy};
-    if (!(st.det > 0.f)) return out;
-    float inv_det = 1.f / st.det;
-    out.conic = {st.cov.c * inv_det, -st.cov.b * inv_det, st.cov.a * inv_det};
-    float ratio = st.det_orig * inv_det;
-    out.compensation = ratio > 0.f ? sqrtf(ratio) : 0.f;
+struct ProjectedShape {
+    // 1 inside the depth range with a positive-definite 2D covariance, else 0
+    // (a float: with a bool member GCC would not vectorize the CPU loop)
+    float candidate;
+    Vec2 mean2d;         // 0 outside the depth range
+    float depth;
+    Sym2 conic;          // 0 unless candidate
+    float compensation;  // 0 unless candidate
+    Sym2 cov;            // the dilated 2D covariance
+};
 
+HOST_DEVICE ProjectedShape projected_shape(Vec3 mean, Vec4 quat, Vec3 scale, const Camera& cam,
+                                           const ProjectionSettings& s) {
+    const ProjectionState st = projection_state(mean, quat, scale, cam, s);
+    const bool in_range = st.p.z > s.near_plane && st.p.z < s.far_plane;
+    const bool candidate = in_range && st.det > 0.f;
+    const float inv_det = 1.f / st.det, ratio = st.det_orig * inv_det;
+    ProjectedShape out;
+    out.candidate = candidate ? 1.f : 0.f;
+    out.depth = st.p.z;
+    out.mean2d = {in_range ? cam.fx * st.p.x / st.p.z + cam.cx : 0.f, in_range ? cam.fy * st.p.y / st.p.z + cam.cy : 0.f};
+    out.conic = {candidate ? st.cov.c * inv_det : 0.f, candidate ? -st.cov.b * inv_det : 0.f,
+                 candidate ? st.cov.a * inv_det : 0.f};
+    out.compensation = candidate && ratio > 0.f ? sqrtf(max_f(ratio, 0.f)) : 0.f;
+    out.cov = st.cov;
+    return out;
+}
+
+// The footprint's pixel half-extents (radius_x, radius_y) of a candidate:
+// opacity-aware (beyond this many sigmas alpha < ALPHA_MIN anyway; opacity < 0
+// means "no opacity": the plain RADIUS_SIGMA extent); false if culled (alpha
+// always below ALPHA_MIN, empty, or off-screen).
+HOST_DEVICE bool footprint_radius(Vec2 mean2d, Sym2 cov, float compensation, float opacity, const Camera& cam,
+                                  const ProjectionSettings& s, int* radius_x, int* radius_y) {
     float extend = RADIUS_SIGMA;
     if (opacity >= 0.f) {
-        float op = s.antialiased ? opacity * out.compensation : opacity;
-        if (op < ALPHA_MIN) return out;
-        // beyond this many sigmas alpha < ALPHA_MIN anyway
+        float op = s.antialiased ? opacity * compensation : opacity;
+        if (op < ALPHA_MIN) return false;
         extend = min_f(extend, sqrtf(2.f * logf(max_f(op, ALPHA_MIN) / ALPHA_MIN)));
     }
-    float rx = ceilf(extend * sqrtf(max_f(st.cov.a, 0.f)));
-    float ry = ceilf(extend * sqrtf(max_f(st.cov.c, 0.f)));
-    if (rx <= 0.f && ry <= 0.f) return out;
-    if (out.mean2d.x + rx <= 0.f || out.mean2d.x - rx >= cam.width || out.mean2d.y + ry <= 0.f ||
-        out.mean2d.y - ry >= cam.height)
-        return out;
-    out.valid = true;
-    out.radius_x = static_cast<int>(rx);
-    out.radius_y = static_cast<int>(ry);
+    float rx = ceilf(extend * sqrtf(max_f(cov.a, 0.f)));
+    float ry = ceilf(extend * sqrtf(max_f(cov.c, 0.f)));
+    if (rx <= 0.f && ry <= 0.f) return false;
+    if (mean2d.x + rx <= 0.f || mean2d.x - rx >= cam.width || mean2d.y + ry <= 0.f || mean2d.y - ry >= cam.height)
+        return false;
+    *radius_x = static_cast<int>(rx);
+    *radius_y = static_cast<int>(ry);
+    return true;
+}
+
+HOST_DEVICE Projection project_gaussian(Vec3 mean, Vec4 quat, Vec3 scale, float opacity, const Camera& cam,
+                                        const ProjectionSettings& s) {
+    const ProjectedShape shape = projected_shape(mean, quat, scale, cam, s);
+    Projection out;
+    out.radius_x = out.radius_y = 0;
+    out.mean2d = shape.mean2d;
+    out.depth = shape.depth;
+    out.conic = shape.conic;
+    out.compensation = shape.compensation;
+    out.valid = shape.candidate != 0.f && footprint_radius(shape.mean2d, shape.cov, shape.compensation, opacity, cam, s,
+                                                    &out.radius_x, &out.radius_y);
     return out;
 }
 
