@@ -3,7 +3,7 @@
 Both builds load into one process and run alternately on the same inputs, so
 machine noise hits both alike; prints medians and the speed ratio.
 
-    python benchmarks/cpu_ab.py --base 161b583                  # blend, cases small,a,bird
+    python benchmarks/cpu_ab.py --base 161b583                  # blend, projection, SH, intersection
     python benchmarks/cpu_ab.py --base 161b583 --train-steps 300 # + lego training steps
 
 The base sources come from `git archive` into a temporary folder (nothing is
@@ -50,6 +50,23 @@ def median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
+def alternate(exts: dict, repeats: int, forward, backward) -> dict:
+    """Median ms of forward(ext) and backward(ext, forward's output) per extension,
+    the extensions taking turns, after two warm-up rounds."""
+    times = {name: ([], []) for name in exts}
+    for i in range(repeats + 2):
+        for name, ext in exts.items():
+            t0 = time.perf_counter()
+            out = forward(ext)
+            t1 = time.perf_counter()
+            backward(ext, out)
+            t2 = time.perf_counter()
+            if i >= 2:
+                times[name][0].append(1e3 * (t1 - t0))
+                times[name][1].append(1e3 * (t2 - t1))
+    return {name: (median(f), median(b)) for name, (f, b) in times.items()}
+
+
 def time_blend(exts: dict, case: str, repeats: int) -> dict:
     """Median blend forward and backward ms per extension on one benchmark case."""
     from splat.cli.bench import _make_case
@@ -64,18 +81,8 @@ def time_blend(exts: dict, case: str, repeats: int) -> dict:
     args = (m.means2d.contiguous(), m.conics.contiguous(), colors, m.opacities.contiguous(),
             m.isect_offsets, m.flatten_ids, W, H, m.tile_size)  # fmt: skip
     v_render, v_alpha = torch.rand(1, H, W, 3, generator=g), torch.rand(1, H, W, 1, generator=g)
-    times = {name: ([], []) for name in exts}
-    for i in range(repeats + 2):  # two warm-up rounds
-        for name, ext in exts.items():
-            t0 = time.perf_counter()
-            out = ext.blend_forward(*args)
-            t1 = time.perf_counter()
-            ext.blend_backward(*args, out[2], out[3], v_render, v_alpha, False)
-            t2 = time.perf_counter()
-            if i >= 2:
-                times[name][0].append(1e3 * (t1 - t0))
-                times[name][1].append(1e3 * (t2 - t1))
-    return {name: (median(f), median(b)) for name, (f, b) in times.items()}
+    return alternate(exts, repeats, lambda ext: ext.blend_forward(*args),
+                     lambda ext, out: ext.blend_backward(*args, out[2], out[3], v_render, v_alpha, False))
 
 
 def time_projection(exts: dict, case: str, repeats: int) -> dict:
@@ -90,19 +97,32 @@ def time_projection(exts: dict, case: str, repeats: int) -> dict:
     g = torch.Generator().manual_seed(0)
     grads = (torch.randn(C, N, 2, generator=g), torch.randn(C, N, generator=g), torch.randn(C, N, 3, generator=g),
              torch.zeros(C, N))  # fmt: skip
-    times = {name: ([], []) for name in exts}
-    for i in range(repeats + 2):
-        for name, ext in exts.items():
-            t0 = time.perf_counter()
-            ext.project_forward(s["means"], s["quats"], s["scales"], s["opacities"], s["viewmats"], s["Ks"], *settings)
-            t1 = time.perf_counter()
-            ext.project_backward(s["means"], s["quats"], s["scales"], s["viewmats"], s["Ks"], *settings, radii, *grads,
-                                 False)  # fmt: skip
-            t2 = time.perf_counter()
-            if i >= 2:
-                times[name][0].append(1e3 * (t1 - t0))
-                times[name][1].append(1e3 * (t2 - t1))
-    return {name: (median(f), median(b)) for name, (f, b) in times.items()}
+    gaussians = (s["means"], s["quats"], s["scales"])
+    return alternate(
+        exts, repeats,
+        lambda ext: ext.project_forward(*gaussians, s["opacities"], s["viewmats"], s["Ks"], *settings),
+        lambda ext, _: ext.project_backward(*gaussians, s["viewmats"], s["Ks"], *settings, radii, *grads, False),
+    )  # fmt: skip
+
+
+def time_sh_and_intersection(exts: dict, case: str, repeats: int) -> dict:
+    """Median ms of SH forward and backward (degree 3) and, as a third value, of
+    tile intersection, per extension."""
+    from splat.cli.bench import _make_case
+    from splat.rasterizer import rasterize
+
+    s = _make_case(case, DATA)
+    with torch.no_grad():
+        _, _, m = rasterize(**s, backend="cpu")
+    coeffs = s["colors"] if s["colors"].dim() == 3 else torch.rand(len(s["means"]), 16, 3)
+    dirs = (s["means"][None] - torch.linalg.inv(s["viewmats"])[:, None, :3, 3]).contiguous()
+    v_colors = torch.randn(dirs.shape, generator=torch.Generator().manual_seed(0))
+    W, H, ts = s["width"], s["height"], m.tile_size
+    sh = alternate(exts, repeats, lambda ext: ext.sh_forward(3, dirs, coeffs),
+                   lambda ext, _: ext.sh_backward(3, dirs, coeffs, v_colors))
+    isect_args = (m.means2d.contiguous(), m.radii, m.depths.contiguous(), ts, (W + ts - 1) // ts, (H + ts - 1) // ts)
+    isect = alternate(exts, repeats, lambda ext: ext.intersect_tiles(*isect_args), lambda ext, _: None)
+    return {name: (*sh[name], isect[name][0]) for name in exts}
 
 
 def time_training(exts: dict, warmup: int, blocks: int = 6, steps: int = 10) -> dict:
@@ -150,6 +170,11 @@ def main() -> None:
         (fb, bb), (fn, bn) = r[base], r[new]
         print(f"{case:<6} projection forward {fb:8.2f} -> {fn:8.2f} ({fb / fn:.2f}x)   "
               f"backward {bb:8.2f} -> {bn:8.2f} ({bb / bn:.2f}x)")
+        r = time_sh_and_intersection(exts, case, args.repeats)
+        (fb, bb, ib), (fn, bn, i_n) = r[base], r[new]
+        print(f"{case:<6} SH (deg 3) forward {fb:8.2f} -> {fn:8.2f} ({fb / fn:.2f}x)   "
+              f"backward {bb:8.2f} -> {bn:8.2f} ({bb / bn:.2f}x)")
+        print(f"{case:<6} tile intersection  {ib:8.2f} -> {i_n:8.2f} ({ib / i_n:.2f}x)")
     if args.train_steps:
         r = time_training(exts, args.train_steps)
         print(f"training step ms {r[base]:.1f} -> {r[new]:.1f} ({r[base] / r[new]:.2f}x)")
