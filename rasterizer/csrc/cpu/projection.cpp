@@ -38,7 +38,8 @@ std::vector<Tensor> project_forward(const Tensor& means, const Tensor& quats, co
         for (int64_t c = 0; c < C; ++c) {
             const Camera cam = load_camera(vm + c * 16, k + c * 9, int(width), int(height));
             // The shape, vectorized across Gaussians (4x faster than one at a
-            // time); candidates flagged in the radii for the scalar pass below.
+            // time); the covariance's diagonal, or -1 for a non-candidate,
+            // kept for the scalar radius pass below.
 #pragma omp simd
             for (int64_t n = begin; n < end; ++n) {
                 const ProjectedShape p = projected_shape({m[n * 3], m[n * 3 + 1], m[n * 3 + 2]},
@@ -52,7 +53,7 @@ std::vector<Tensor> project_forward(const Tensor& means, const Tensor& quats, co
                 c_out[i * 3 + 1] = p.conic.b;
                 c_out[i * 3 + 2] = p.conic.c;
                 comp_out[i] = p.compensation;
-                cov_out[i * 2] = p.candidate != 0.f ? p.cov.a : -1.f;  // the diagonal; < 0: not a candidate
+                cov_out[i * 2] = p.candidate != 0.f ? p.cov.a : -1.f;
                 cov_out[i * 2 + 1] = p.cov.c;
             }
             for (int64_t n = begin; n < end; ++n) {

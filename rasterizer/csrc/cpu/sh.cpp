@@ -25,9 +25,10 @@ void sh_forward_range(int64_t begin, int64_t end, int64_t K, const float* d, con
 // v_coeffs, in three loops over a block of Gaussians. The first two vectorize
 // across Gaussians: the direction gradient, and the basis into a buffer (one
 // row per coefficient). The third adds the outer product basis x v_color
-// (camera 0 writes it), contiguous per Gaussian. (With the basis computed in that third loop, its
-// scalar stores reloaded as vectors stalled: 2x slower. An `omp simd` on the
-// basis loop made GCC 12 give up on it; it auto-vectorizes without.)
+// (sh_to_color_backward_coeffs; camera 0 writes it), contiguous per Gaussian.
+// (With the basis computed in that third loop, its scalar stores reloaded as
+// vectors stalled: 2x slower. An `omp simd` on the basis loop made GCC 12 give
+// up on it; it auto-vectorizes without.)
 template <int DEGREE>
 void sh_backward_range(int64_t begin, int64_t end, int64_t K, const float* d, const float* co, const float* vc,
                        float* vco, float* vd, bool first_camera) {
