@@ -161,3 +161,19 @@ def test_concurrent_loads_and_a_leftover_torch_lock(cpu_backend):
         assert "compiling" not in stderr, "the cached build was rebuilt"
     assert not (out / "lock").exists()
     assert build.build_dir() in out.parents
+
+
+def test_extension_sources_include_only_their_own_headers():
+    """Every quoted #include in rasterizer/csrc is a relative path to a file in
+    rasterizer/csrc: an absolute path builds on the machine that has it and
+    nowhere else (an experiment's /tmp header once slipped in this way)."""
+    import re
+
+    csrc = Path(__file__).resolve().parents[1] / "rasterizer" / "csrc"
+    sources = [p for p in csrc.rglob("*") if p.suffix in {".h", ".cuh", ".cpp", ".cu"}]
+    assert len(sources) > 10
+    for source in sources:
+        for header in re.findall(r'^\s*#\s*include\s+"([^"]+)"', source.read_text(), flags=re.M):
+            target = (source.parent / header).resolve()
+            assert not Path(header).is_absolute(), f"{source.name} includes {header}"
+            assert target.is_file() and csrc in target.parents, f"{source.name} includes {header}"

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "/tmp/x/sh_n.h"
+#include "../include/sh.h"
 #include "ops.h"
 
 namespace splat::cpu {
