@@ -115,44 +115,42 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
     float *vs_out = v_scales.data_ptr<float>(), *vb = v_view_blocks.data_ptr<float>();
     ProjectionSettings settings = {float(eps2d), float(near_plane), float(far_plane), antialiased};
 
-    at::parallel_for(0, n_blocks, grain_for(n_blocks, 80.0 * C * BLOCK), [&](int64_t block_begin, int64_t block_end) {
-        for (int64_t block = block_begin; block < block_end; ++block) {
-            const int64_t n0 = block * BLOCK, n1 = std::min(N, (block + 1) * BLOCK);
-            for (int64_t c = 0; c < C; ++c) {
-                const Camera cam = load_camera(vm + c * 16, k + c * 9, int(width), int(height));
-                // Vectorized across Gaussians (the math has no branches left;
-                // 9x faster than one at a time); culled ones (radii 0) add zeros.
+    for_each_block(N, BLOCK, 80.0 * C, [&](int64_t n0, int64_t n1) {
+        const int64_t block = n0 / BLOCK;
+        for (int64_t c = 0; c < C; ++c) {
+            const Camera cam = load_camera(vm + c * 16, k + c * 9, int(width), int(height));
+            // Vectorized across Gaussians (the math has no branches left;
+            // 9x faster than one at a time); culled ones (radii 0) add zeros.
 #pragma omp simd
-                for (int64_t n = n0; n < n1; ++n) {
-                    const int64_t i = c * N + n;
-                    const bool on = (r[i * 2] > 0) | (r[i * 2 + 1] > 0);
-                    const ProjectionGrad g = inputs.gradient(cam, settings, c, n, false);
-                    vm_out[n * 3] += on ? g.v_mean.x : 0.f;
-                    vm_out[n * 3 + 1] += on ? g.v_mean.y : 0.f;
-                    vm_out[n * 3 + 2] += on ? g.v_mean.z : 0.f;
-                    vq_out[n * 4] += on ? g.v_quat.w : 0.f;
-                    vq_out[n * 4 + 1] += on ? g.v_quat.x : 0.f;
-                    vq_out[n * 4 + 2] += on ? g.v_quat.y : 0.f;
-                    vq_out[n * 4 + 3] += on ? g.v_quat.z : 0.f;
-                    vs_out[n * 3] += on ? g.v_scale.x : 0.f;
-                    vs_out[n * 3 + 1] += on ? g.v_scale.y : 0.f;
-                    vs_out[n * 3 + 2] += on ? g.v_scale.z : 0.f;
+            for (int64_t n = n0; n < n1; ++n) {
+                const int64_t i = c * N + n;
+                const bool on = (r[i * 2] > 0) | (r[i * 2 + 1] > 0);
+                const ProjectionGrad g = inputs.gradient(cam, settings, c, n, false);
+                vm_out[n * 3] += on ? g.v_mean.x : 0.f;
+                vm_out[n * 3 + 1] += on ? g.v_mean.y : 0.f;
+                vm_out[n * 3 + 2] += on ? g.v_mean.z : 0.f;
+                vq_out[n * 4] += on ? g.v_quat.w : 0.f;
+                vq_out[n * 4 + 1] += on ? g.v_quat.x : 0.f;
+                vq_out[n * 4 + 2] += on ? g.v_quat.y : 0.f;
+                vq_out[n * 4 + 3] += on ? g.v_quat.z : 0.f;
+                vs_out[n * 3] += on ? g.v_scale.x : 0.f;
+                vs_out[n * 3 + 1] += on ? g.v_scale.y : 0.f;
+                vs_out[n * 3 + 2] += on ? g.v_scale.z : 0.f;
+            }
+            if (!viewmat_grad) continue;
+            // Pose refinement: a second, scalar pass for the camera's
+            // gradient, a sum over Gaussians (recomputing the rest is cheap).
+            float* acc = vb + (block * C + c) * 12;
+            for (int64_t n = n0; n < n1; ++n) {
+                const int64_t i = c * N + n;
+                if (r[i * 2] <= 0 && r[i * 2 + 1] <= 0) continue;
+                const ProjectionGrad g = inputs.gradient(cam, settings, c, n, true);
+                for (int a = 0; a < 3; ++a) {
+                    for (int b = 0; b < 3; ++b) acc[a * 4 + b] += g.v_R.m[a][b];
                 }
-                if (!viewmat_grad) continue;
-                // Pose refinement: a second, scalar pass for the camera's
-                // gradient, a sum over Gaussians (recomputing the rest is cheap).
-                float* acc = vb + (block * C + c) * 12;
-                for (int64_t n = n0; n < n1; ++n) {
-                    const int64_t i = c * N + n;
-                    if (r[i * 2] <= 0 && r[i * 2 + 1] <= 0) continue;
-                    const ProjectionGrad g = inputs.gradient(cam, settings, c, n, true);
-                    for (int a = 0; a < 3; ++a) {
-                        for (int b = 0; b < 3; ++b) acc[a * 4 + b] += g.v_R.m[a][b];
-                    }
-                    acc[3] += g.v_t.x;
-                    acc[7] += g.v_t.y;
-                    acc[11] += g.v_t.z;
-                }
+                acc[3] += g.v_t.x;
+                acc[7] += g.v_t.y;
+                acc[11] += g.v_t.z;
             }
         }
     });
