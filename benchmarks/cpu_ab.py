@@ -114,12 +114,23 @@ def time_sh_and_intersection(exts: dict, case: str, repeats: int) -> dict:
     s = _make_case(case, DATA)
     with torch.no_grad():
         _, _, m = rasterize(**s, backend="cpu")
-    coeffs = s["colors"] if s["colors"].dim() == 3 else torch.rand(len(s["means"]), 16, 3)
-    dirs = (s["means"][None] - torch.linalg.inv(s["viewmats"])[:, None, :3, 3]).contiguous()
+    means, viewmats = s["means"], s["viewmats"]
+    coeffs = s["colors"] if s["colors"].dim() == 3 else torch.rand(len(means), 16, 3)
+    dirs = (means[None] - torch.linalg.inv(viewmats)[:, None, :3, 3]).contiguous()
     v_colors = torch.randn(dirs.shape, generator=torch.Generator().manual_seed(0))
     W, H, ts = s["width"], s["height"], m.tile_size
-    sh = alternate(exts, repeats, lambda ext: ext.sh_forward(3, dirs, coeffs),
-                   lambda ext, _: ext.sh_backward(3, dirs, coeffs, v_colors))
+
+    def sh_forward(ext):  # the fused colors stage, or (older revisions) SH on given directions
+        if hasattr(ext, "sh_colors_forward"):
+            return ext.sh_colors_forward(3, means, viewmats, coeffs)
+        return ext.sh_forward(3, dirs, coeffs)
+
+    def sh_backward(ext, out):
+        if hasattr(ext, "sh_colors_backward"):
+            return ext.sh_colors_backward(3, means, viewmats, coeffs, out[1], v_colors)
+        return ext.sh_backward(3, dirs, coeffs, v_colors)
+
+    sh = alternate(exts, repeats, sh_forward, sh_backward)
     isect_args = (m.means2d.contiguous(), m.radii, m.depths.contiguous(), ts, (W + ts - 1) // ts, (H + ts - 1) // ts)
     isect = alternate(exts, repeats, lambda ext: ext.intersect_tiles(*isect_args), lambda ext, _: None)
     return {name: (*sh[name], isect[name][0]) for name in exts}
@@ -175,7 +186,10 @@ def main() -> None:
         print(f"{case:<6} SH (deg 3) forward {fb:8.2f} -> {fn:8.2f} ({fb / fn:.2f}x)   "
               f"backward {bb:8.2f} -> {bn:8.2f} ({bb / bn:.2f}x)")
         print(f"{case:<6} tile intersection  {ib:8.2f} -> {i_n:8.2f} ({ib / i_n:.2f}x)")
-    if args.train_steps:
+    ops = [{name for name in dir(ext) if not name.startswith("_")} for ext in exts.values()]
+    if args.train_steps and ops[0] != ops[1]:
+        print("training not timed: the two builds bind different ops (the Python side matches only the working tree)")
+    elif args.train_steps:
         r = time_training(exts, args.train_steps)
         print(f"training step ms {r[base]:.1f} -> {r[new]:.1f} ({r[base] / r[new]:.2f}x)")
 

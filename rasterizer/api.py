@@ -52,7 +52,7 @@ def rasterize(
     scales: Tensor,  # [N, 3] linear
     opacities: Tensor,  # [N] in [0, 1]
     colors: Tensor,  # [N, D] or SH coefficients [N, K, 3]
-    viewmats: Tensor,  # [C, 4, 4] world-to-camera, OpenCV (x right, y down, z forward)
+    viewmats: Tensor,  # [C, 4, 4] world-to-camera [R t; 0 0 0 1], OpenCV (x right, y down, z forward)
     Ks: Tensor,  # [C, 3, 3]
     width: int,
     height: int,
@@ -87,17 +87,14 @@ def rasterize(
     )  # fmt: skip
     blend_opacities = opacities[None] * compensations if antialiased else opacities[None].expand(C, N)
 
-    if degree is None:
-        point_colors = colors[None].expand(C, -1, -1)  # [C, N, D]
-    else:
-        campos = torch.linalg.inv(viewmats)[:, None, :3, 3]  # [C, 1, 3]
-        dirs = means[None] - campos  # [C, N, 3]
-        point_colors = torch.clamp_min(stages.spherical_harmonics(degree, dirs, colors) + 0.5, 0.0)
-
     bg = backgrounds
     if render_mode in ("D", "ED"):
         point_colors, bg = depths[..., None], None
-    elif render_mode in ("RGB+D", "RGB+ED"):
+    elif degree is None:
+        point_colors = colors[None].expand(C, -1, -1)  # [C, N, D]
+    else:
+        point_colors = stages.sh_colors(degree, means, viewmats, colors)  # [C, N, 3]
+    if render_mode in ("RGB+D", "RGB+ED"):
         point_colors = torch.cat([point_colors, depths[..., None]], dim=-1)
         if bg is not None:
             bg = torch.cat([bg, torch.zeros_like(bg[:, :1])], dim=-1)

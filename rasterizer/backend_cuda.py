@@ -17,6 +17,6 @@ _backend = CompiledBackend("cuda", build.load_cuda)
 NAME = _backend.NAME
 load_extension = _backend.load_extension
 project_gaussians = _backend.project_gaussians
-spherical_harmonics = _backend.spherical_harmonics
+sh_colors = _backend.sh_colors
 intersect_tiles = _backend.intersect_tiles
 blend = _backend.blend

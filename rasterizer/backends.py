@@ -1,5 +1,5 @@
 """Backend selection. Every backend module exposes the same four stages:
-project_gaussians, spherical_harmonics, intersect_tiles, blend (and NAME)."""
+project_gaussians, sh_colors, intersect_tiles, blend (and NAME)."""
 
 from __future__ import annotations
 

@@ -43,18 +43,21 @@ class _Project(torch.autograd.Function):
         return None, v_means, v_quats, v_scales, None, v_viewmats, None, None, None, None, None, None, None
 
 
-class _SphericalHarmonics(torch.autograd.Function):
+class _ShColors(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, ext, degree, dirs, coeffs):
+    def forward(ctx, ext, degree, means, viewmats, coeffs):
+        colors, raw = ext.sh_colors_forward(degree, _c(means), _c(viewmats), _c(coeffs))
         ctx.ext, ctx.degree = ext, degree
-        ctx.save_for_backward(dirs, coeffs)
-        return ext.sh_forward(degree, _c(dirs), _c(coeffs))
+        ctx.save_for_backward(means, viewmats, coeffs, raw)
+        return colors
 
     @staticmethod
     def backward(ctx, v_colors):
-        dirs, coeffs = ctx.saved_tensors
-        v_dirs, v_coeffs = ctx.ext.sh_backward(ctx.degree, _c(dirs), _c(coeffs), _c(v_colors))
-        return None, None, v_dirs, v_coeffs
+        means, viewmats, coeffs, raw = ctx.saved_tensors
+        v_means, v_coeffs, v_viewmats = ctx.ext.sh_colors_backward(
+            ctx.degree, _c(means), _c(viewmats), _c(coeffs), raw, _c(v_colors)
+        )
+        return None, None, v_means, v_viewmats if ctx.needs_input_grad[3] else None, v_coeffs
 
 
 class _Blend(torch.autograd.Function):
@@ -101,11 +104,11 @@ class CompiledBackend:
         return _Project.apply(self._load(), means, quats, scales, opacities, viewmats, Ks, width, height,
                               float(eps2d), float(near_plane), float(far_plane), bool(antialiased))  # fmt: skip
 
-    def spherical_harmonics(self, degree: int, dirs: Tensor, coeffs: Tensor) -> Tensor:
-        """dirs [C, N, 3], coeffs [N, K, 3] -> colors [C, N, 3]. See reference.spherical_harmonics."""
+    def sh_colors(self, degree: int, means: Tensor, viewmats: Tensor, coeffs: Tensor) -> Tensor:
+        """means [N, 3], viewmats [C, 4, 4], coeffs [N, K, 3] -> colors [C, N, 3]. See reference.sh_colors."""
         if coeffs.dim() != 3:
             raise ValueError(f"the {self.NAME} backend takes SH coefficients as [N, K, 3]")
-        return _SphericalHarmonics.apply(self._load(), degree, dirs, coeffs)
+        return _ShColors.apply(self._load(), degree, means, viewmats, coeffs)
 
     @torch.no_grad()
     def intersect_tiles(self, means2d, radii, depths, tile_size, tile_width, tile_height):

@@ -1,7 +1,8 @@
 """Pure-PyTorch reference rasterizer: the oracle the compiled backends are tested against.
 
 One function per stage, named like the kernels that mirror it:
-`project_gaussians`, `spherical_harmonics`, `intersect_tiles`, `blend`.
+`project_gaussians`, `sh_colors` (over `spherical_harmonics`), `intersect_tiles`,
+`blend`.
 Gradients come from autograd. Everything works in float32 or float64.
 """
 
@@ -149,6 +150,20 @@ def spherical_harmonics(degree: int, dirs: Tensor, coeffs: Tensor) -> Tensor:
         ]
     basis = torch.stack(basis, dim=-1)  # [..., (degree+1)^2]
     return (basis[..., None] * coeffs[..., : basis.shape[-1], :]).sum(dim=-2)
+
+
+def camera_centers(viewmats: Tensor) -> Tensor:
+    """World positions [C, 3] of world-to-camera viewmats [C, 4, 4] [R t; 0 0 0 1]:
+    -R^-1 t (only the top three rows are read)."""
+    return -torch.linalg.solve(viewmats[:, :3, :3], viewmats[:, :3, 3:])[..., 0]
+
+
+def sh_colors(degree: int, means: Tensor, viewmats: Tensor, coeffs: Tensor) -> Tensor:
+    """3DGS view-dependent colors [C, N, 3]: the SH (coeffs [N, K, 3]) at the
+    direction from each camera center to the Gaussian (means [N, 3]), + 0.5,
+    clamped at 0."""
+    dirs = means[None] - camera_centers(viewmats)[:, None]  # [C, N, 3]
+    return torch.clamp_min(spherical_harmonics(degree, dirs, coeffs) + 0.5, 0.0)
 
 
 @torch.no_grad()

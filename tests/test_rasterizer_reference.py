@@ -87,17 +87,77 @@ def test_projection_matches_gsplat(make_scene, backend, antialiased, request):
     torch.testing.assert_close(comps[valid], g_comps[valid], atol=1e-6, rtol=1e-4)
 
 
+def _random_viewmats(cameras: int, g: torch.Generator) -> torch.Tensor:
+    """World-to-camera [R t; 0 0 0 1] with random rotations (QR of a Gaussian matrix)."""
+    q, _ = torch.linalg.qr(torch.randn(cameras, 3, 3, generator=g))
+    viewmats = torch.eye(4).repeat(cameras, 1, 1)
+    viewmats[:, :3, :3] = q
+    viewmats[:, :3, 3] = torch.randn(cameras, 3, generator=g)
+    return viewmats
+
+
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
-def test_spherical_harmonics_matches_gsplat(degree, request):
+def test_sh_colors_match_gsplat(degree, request):
+    """The view-dependent colors: gsplat's SH at means - inverse(viewmat)'s translation, + 0.5, clamped."""
     g = torch.Generator().manual_seed(degree)
-    dirs = torch.randn(2, 300, 3, generator=g)
+    means = torch.randn(300, 3, generator=g)
+    viewmats = _random_viewmats(2, g)
     coeffs = torch.randn(300, 16, 3, generator=g)
-    theirs = gsplat_impl._spherical_harmonics(degree, dirs, coeffs[None].expand(2, -1, -1, -1))
-    torch.testing.assert_close(reference.spherical_harmonics(degree, dirs, coeffs), theirs, atol=1e-5, rtol=1e-5)
+    dirs = means[None] - torch.linalg.inv(viewmats)[:, None, :3, 3]
+    sh = gsplat_impl._spherical_harmonics(degree, dirs, coeffs[None].expand(2, -1, -1, -1))
+    theirs = torch.clamp_min(sh + 0.5, 0.0)
+    assert (theirs == 0).float().mean() > 0.02  # the clamp is exercised
+    torch.testing.assert_close(reference.spherical_harmonics(degree, dirs, coeffs), sh, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(reference.sh_colors(degree, means, viewmats, coeffs), theirs, atol=1e-5, rtol=1e-5)
     request.getfixturevalue("cpu_backend")
     from splat.rasterizer import backend_cpu
 
-    torch.testing.assert_close(backend_cpu.spherical_harmonics(degree, dirs, coeffs), theirs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(backend_cpu.sh_colors(degree, means, viewmats, coeffs), theirs, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("degree", [1, 3])  # (at degree 0 the colors do not depend on the view)
+def test_sh_colors_gradients_match_reference(cpu_backend, degree):
+    """Gradients of the fused CPU colors (means, coefficients, viewmats through the
+    camera centers) against autograd through the reference, three cameras."""
+    from splat.rasterizer import backend_cpu
+
+    g = torch.Generator().manual_seed(7)
+    means, coeffs = torch.randn(2500, 3, generator=g), torch.randn(2500, 16, 3, generator=g)
+    viewmats = _random_viewmats(3, g)
+    weights = torch.randn(3, 2500, 3, generator=g)
+    grads = {}
+    for name, fn in (("torch", reference.sh_colors), ("cpu", backend_cpu.sh_colors)):
+        inputs = [x.clone().requires_grad_(True) for x in (means, viewmats, coeffs)]
+        (fn(degree, inputs[0], inputs[1], inputs[2]) * weights).sum().backward()
+        grads[name] = [x.grad for x in inputs]
+    for name, ref, cpu in zip(("means", "viewmats", "coeffs"), grads["torch"], grads["cpu"]):
+        assert ref.norm() > 0, name
+        assert (cpu - ref).norm() / ref.norm() < 1e-4, name
+    assert torch.equal(grads["cpu"][1][:, 3], torch.zeros(3, 4))  # the bottom row is not read
+
+
+def test_sh_colors_clamp_passes_the_gradient_at_zero(cpu_backend):
+    """torch.clamp_min's rule: a color exactly at 0 (a black Gaussian, DC = -0.5 / C0)
+    still gets a gradient; below 0 it gets none."""
+    from splat.rasterizer import backend_cpu
+
+    C0 = 0.28209479177387814
+    black = torch.tensor(-0.5 / C0)  # the float32 DC whose color is exactly 0
+    for _ in range(8):
+        if float(reference.spherical_harmonics(0, torch.ones(3), black.expand(1, 1)) + 0.5) == 0.0:
+            break
+        black = torch.nextafter(black, torch.tensor(0.0))
+    coeffs = torch.zeros(3, 1, 3)
+    coeffs[0, 0] = black
+    coeffs[1, 0] = -1.0 / C0  # -0.5: clamped
+    coeffs[2, 0] = 0.2
+    means, viewmats = torch.randn(3, 3), torch.eye(4)[None]
+    for fn in (reference.sh_colors, backend_cpu.sh_colors):
+        c = coeffs.clone().requires_grad_(True)
+        colors = fn(0, means, viewmats, c)
+        assert torch.equal(colors[0, :2], torch.zeros(2, 3))
+        colors.sum().backward()
+        torch.testing.assert_close(c.grad[:, 0], torch.tensor([[C0] * 3, [0.0] * 3, [C0] * 3]))
 
 
 @pytest.mark.parametrize("backend", ["torch", "cpu"])

@@ -102,12 +102,22 @@ def run_case(case: str, backend: str, repeats: int, data_dir: str, threads: int)
     )  # fmt: skip
 
 
+# The OpenMP setting the torch reference runs under: libgomp's default, idle
+# threads spin for 300,000 rounds before sleeping (what PyTorch gets without
+# splat). `import splat` makes them sleep at once (OMP_WAIT_POLICY=PASSIVE,
+# robust when processes share the cores), which makes the reference's many
+# small parallel ops wait for wake-ups: 2x slower on the small case, so the
+# reference would look slower than it is.
+REFERENCE_OPENMP = {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"}
+
+
 def _in_subprocess(case: str, backend: str, repeats: int, data_dir: Path, threads: int) -> dict:
     code = (
         "import json, sys; from splat.cli.bench import run_case; "
         f"print('RESULT ' + json.dumps(run_case({case!r}, {backend!r}, {repeats}, {str(data_dir)!r}, {threads})))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = {**os.environ, **REFERENCE_OPENMP} if backend == "torch" else None
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise SplatError(f"benchmark case {case}/{backend} failed:\n{proc.stderr[-2000:]}")
@@ -140,6 +150,8 @@ class BenchRaster:
         else:
             print(f"(skipping the bird case: {self.data / 'bird'} not found; pass --data)")
         print(f"splat bench raster: {platform.processor() or platform.machine()}, {threads} threads, torch threads={threads}")
+        policy = f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
+        print(f"OpenMP: cpu backend {policy}; torch reference " + " ".join(f"{k}={v}" for k, v in REFERENCE_OPENMP.items()))
         header = f"{'case':<6} {'backend':<7} {'gaussians':>10} {'size':>9} {'fwd ms':>9} {'bwd ms':>9} {'Mpairs/s':>9} {'peak MB':>8}"
         print(header)
         results = []

@@ -7,8 +7,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     using namespace splat::cpu;
     m.def("project_forward", &project_forward);
     m.def("project_backward", &project_backward);
-    m.def("sh_forward", &sh_forward);
-    m.def("sh_backward", &sh_backward);
+    m.def("sh_colors_forward", &sh_colors_forward);
+    m.def("sh_colors_backward", &sh_colors_backward);
     m.def("intersect_tiles", &intersect_tiles);
     m.def("blend_forward", &blend_forward);
     m.def("blend_backward", &blend_backward);

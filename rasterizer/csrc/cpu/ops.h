@@ -23,9 +23,11 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
                                      const Tensor& radii, const Tensor& v_means2d, const Tensor& v_depths,
                                      const Tensor& v_conics, const Tensor& v_compensations, bool viewmat_grad);
 
-Tensor sh_forward(int64_t degree, const Tensor& dirs, const Tensor& coeffs);
+std::vector<Tensor> sh_colors_forward(int64_t degree, const Tensor& means, const Tensor& viewmats,
+                                      const Tensor& coeffs);
 
-std::vector<Tensor> sh_backward(int64_t degree, const Tensor& dirs, const Tensor& coeffs, const Tensor& v_colors);
+std::vector<Tensor> sh_colors_backward(int64_t degree, const Tensor& means, const Tensor& viewmats,
+                                       const Tensor& coeffs, const Tensor& raw, const Tensor& v_colors);
 
 std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, const Tensor& depths,
                                     int64_t tile_size, int64_t tile_width, int64_t tile_height);

@@ -1,4 +1,6 @@
-// Spherical harmonics colors for C cameras x N Gaussians: parallel over Gaussians.
+// 3DGS view-dependent colors for C cameras x N Gaussians: spherical harmonics
+// at the direction from each camera center, + 0.5, clamped at 0 (sh.h), in
+// one pass; parallel over blocks of Gaussians.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -10,51 +12,73 @@ namespace splat::cpu {
 
 namespace {
 
+constexpr int64_t BLOCK = 1024;  // Gaussians per task (for_each_block)
+
+std::vector<Vec3> camera_centers(const Tensor& viewmats) {
+    std::vector<Vec3> centers(viewmats.size(0));
+    for (size_t c = 0; c < centers.size(); ++c) centers[c] = camera_center(viewmats.data_ptr<float>() + c * 16);
+    return centers;
+}
+
 // With the degree a compile-time constant the basis code has no branches, so
-// the loops vectorize across Gaussians.
+// the loops vectorize across Gaussians. One camera's colors of Gaussians
+// [begin, end); `raw` keeps the unclamped values for the backward pass.
 template <int DEGREE>
-void sh_forward_range(int64_t begin, int64_t end, int64_t K, const float* d, const float* co, float* out) {
+void colors_range(int64_t begin, int64_t end, int64_t K, const float* means, Vec3 center, const float* co,
+                  float* raw, float* out) {
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
-        const float* dir = d + i * 3;
-        sh_to_color(DEGREE, {dir[0], dir[1], dir[2]}, co + i * K * 3, out + i * 3);
+        const float* m = means + i * 3;
+        float* r = raw + i * 3;
+        sh_to_color(DEGREE, {m[0] - center.x, m[1] - center.y, m[2] - center.z}, co + i * K * 3, r);
+        for (int ch = 0; ch < 3; ++ch) {
+            r[ch] += SH_COLOR_OFFSET;
+            out[i * 3 + ch] = clamp_color(r[ch]);
+        }
     }
 }
 
-// One camera's pass: v_dirs written and this camera's part added to
-// v_coeffs, in three loops over a block of Gaussians. The first two vectorize
-// across Gaussians: the direction gradient, and the basis into a buffer (one
-// row per coefficient). The third adds the outer product basis x v_color
-// (sh_to_color_backward_coeffs; camera 0 writes it), contiguous per Gaussian.
-// (With the basis computed in that third loop, its scalar stores reloaded as
-// vectors stalled: 2x slower. An `omp simd` on the basis loop made GCC 12 give
-// up on it; it auto-vectorizes without.)
+// One camera's part of the backward pass over Gaussians [begin, end), in
+// blocks of 256 and three loops per block. The first two vectorize across
+// Gaussians: the direction gradient (added to v_means, camera 0 writes it;
+// its sum over the block is returned for the camera center), and the basis
+// into a buffer (one row per coefficient). The third adds the outer product
+// basis x v_color (sh_to_color_backward_coeffs; camera 0 writes it),
+// contiguous per Gaussian. (With the basis computed in that third loop, its
+// scalar stores reloaded as vectors stalled: 2x slower. An `omp simd` on the
+// basis loop made GCC 12 give up on it; it auto-vectorizes without.)
 template <int DEGREE>
-void sh_backward_range(int64_t begin, int64_t end, int64_t K, const float* d, const float* co, const float* vc,
-                       float* vco, float* vd, bool first_camera) {
+Vec3 colors_backward_range(int64_t begin, int64_t end, int64_t K, const float* means, Vec3 center,
+                           const float* co, const float* raw, const float* v_colors, float* v_coeffs,
+                           float* v_means, bool first_camera) {
     constexpr int K_USED = (DEGREE + 1) * (DEGREE + 1);
-    constexpr int64_t BLOCK = 256;
-    alignas(64) float basis[K_USED][BLOCK];
-    for (int64_t b0 = begin; b0 < end; b0 += BLOCK) {
-        const int64_t b1 = std::min(end, b0 + BLOCK);
-#pragma omp simd
+    constexpr int64_t SUB = 256;
+    alignas(64) float basis[K_USED][SUB];
+    alignas(64) float vc[SUB * 3];  // dL/dcolor before the clamp
+    float sx = 0.f, sy = 0.f, sz = 0.f;
+    for (int64_t b0 = begin; b0 < end; b0 += SUB) {
+        const int64_t b1 = std::min(end, b0 + SUB);
+        for (int64_t j = 0; j < (b1 - b0) * 3; ++j) vc[j] = clamp_color_backward(raw[b0 * 3 + j], v_colors[b0 * 3 + j]);
+#pragma omp simd reduction(+ : sx, sy, sz)
         for (int64_t i = b0; i < b1; ++i) {
-            const float* dir = d + i * 3;  // (a named Vec3 here kept GCC from vectorizing)
-            const Vec3 g = sh_to_color_backward_dir(DEGREE, {dir[0], dir[1], dir[2]}, co + i * K * 3, vc + i * 3);
-            vd[i * 3] = g.x;
-            vd[i * 3 + 1] = g.y;
-            vd[i * 3 + 2] = g.z;
+            const float* m = means + i * 3;  // (a named Vec3 here kept GCC from vectorizing)
+            const Vec3 g = sh_to_color_backward_dir(DEGREE, {m[0] - center.x, m[1] - center.y, m[2] - center.z},
+                                                    co + i * K * 3, vc + (i - b0) * 3);
+            v_means[i * 3] = first_camera ? g.x : v_means[i * 3] + g.x;
+            v_means[i * 3 + 1] = first_camera ? g.y : v_means[i * 3 + 1] + g.y;
+            v_means[i * 3 + 2] = first_camera ? g.z : v_means[i * 3 + 2] + g.z;
+            sx += g.x, sy += g.y, sz += g.z;
         }
         for (int64_t i = b0; i < b1; ++i) {
-            const float* dir = d + i * 3;
+            const float* m = means + i * 3;
             float inv, bk[16];
-            const Vec3 u = unit_direction({dir[0], dir[1], dir[2]}, &inv);
+            const Vec3 u = unit_direction({m[0] - center.x, m[1] - center.y, m[2] - center.z}, &inv);
             sh_basis(DEGREE, u.x, u.y, u.z, bk);
             for (int k = 0; k < K_USED; ++k) basis[k][i - b0] = bk[k];
         }
         for (int64_t i = b0; i < b1; ++i) {
-            const float v[3] = {vc[i * 3], vc[i * 3 + 1], vc[i * 3 + 2]};  // in registers: out may alias vc
-            float* out = vco + i * K * 3;
+            const float* v = vc + (i - b0) * 3;
+            float* out = v_coeffs + i * K * 3;
             if (first_camera) {  // written, not added: no zero fill to read back
                 for (int k = 0; k < K_USED; ++k)
                     for (int ch = 0; ch < 3; ++ch) out[k * 3 + ch] = basis[k][i - b0] * v[ch];
@@ -65,51 +89,66 @@ void sh_backward_range(int64_t begin, int64_t end, int64_t K, const float* d, co
             }
         }
     }
+    return {-sx, -sy, -sz};  // dir = mean - center
 }
 
 }  // namespace
 
-// dirs [C, N, 3], coeffs [N, K, 3] -> colors [C, N, 3]
-Tensor sh_forward(int64_t degree, const Tensor& dirs, const Tensor& coeffs) {
-    const int64_t C = dirs.size(0), N = dirs.size(1), K = coeffs.size(1);
-    Tensor colors = torch::empty({C, N, 3}, dirs.options());
-    const float *d = dirs.data_ptr<float>(), *co = coeffs.data_ptr<float>();
-    float* out = colors.data_ptr<float>();
-    for_each_block(N, 1024, 20.0 * C, [&](int64_t begin, int64_t end) {
+// means [N, 3], viewmats [C, 4, 4], coeffs [N, K, 3] -> colors [C, N, 3] and
+// the unclamped colors [C, N, 3] (for sh_colors_backward)
+std::vector<Tensor> sh_colors_forward(int64_t degree, const Tensor& means, const Tensor& viewmats,
+                                      const Tensor& coeffs) {
+    const int64_t C = viewmats.size(0), N = means.size(0), K = coeffs.size(1);
+    Tensor colors = torch::empty({C, N, 3}, means.options()), raw = torch::empty({C, N, 3}, means.options());
+    const std::vector<Vec3> centers = camera_centers(viewmats);
+    const float *m = means.data_ptr<float>(), *co = coeffs.data_ptr<float>();
+    float *out = colors.data_ptr<float>(), *r = raw.data_ptr<float>();
+    for_each_block(N, BLOCK, 20.0 * C, [&](int64_t begin, int64_t end) {
         for (int64_t c = 0; c < C; ++c) {
-            const float* dc = d + c * N * 3;  // camera c's directions and colors
-            float* oc = out + c * N * 3;
+            float *rc = r + c * N * 3, *oc = out + c * N * 3;  // camera c's colors
             switch (degree) {
-                case 0: sh_forward_range<0>(begin, end, K, dc, co, oc); break;
-                case 1: sh_forward_range<1>(begin, end, K, dc, co, oc); break;
-                case 2: sh_forward_range<2>(begin, end, K, dc, co, oc); break;
-                default: sh_forward_range<3>(begin, end, K, dc, co, oc);
+                case 0: colors_range<0>(begin, end, K, m, centers[c], co, rc, oc); break;
+                case 1: colors_range<1>(begin, end, K, m, centers[c], co, rc, oc); break;
+                case 2: colors_range<2>(begin, end, K, m, centers[c], co, rc, oc); break;
+                default: colors_range<3>(begin, end, K, m, centers[c], co, rc, oc);
             }
         }
     });
-    return colors;
+    return {colors, raw};
 }
 
-// -> v_dirs [C, N, 3], v_coeffs [N, K, 3] (summed over cameras in camera order)
-std::vector<Tensor> sh_backward(int64_t degree, const Tensor& dirs, const Tensor& coeffs, const Tensor& v_colors) {
-    const int64_t C = dirs.size(0), N = dirs.size(1), K = coeffs.size(1);
-    Tensor v_dirs = torch::empty({C, N, 3}, dirs.options());
-    Tensor v_coeffs = C > 0 ? torch::empty({N, K, 3}, dirs.options())  // all written by camera 0's pass
-                             : torch::zeros({N, K, 3}, dirs.options());
-    const float *d = dirs.data_ptr<float>(), *co = coeffs.data_ptr<float>(), *vc = v_colors.data_ptr<float>();
-    float *vd = v_dirs.data_ptr<float>(), *vco = v_coeffs.data_ptr<float>();
-    for_each_block(N, 1024, 20.0 * C, [&](int64_t begin, int64_t end) {
+// -> v_means [N, 3], v_coeffs [N, K, 3] (both summed over cameras in camera
+// order) and v_viewmats [C, 4, 4] (through the camera centers)
+std::vector<Tensor> sh_colors_backward(int64_t degree, const Tensor& means, const Tensor& viewmats,
+                                       const Tensor& coeffs, const Tensor& raw, const Tensor& v_colors) {
+    const int64_t C = viewmats.size(0), N = means.size(0), K = coeffs.size(1);
+    // all written by camera 0's pass
+    Tensor v_means = torch::empty({N, 3}, means.options()), v_coeffs = torch::empty({N, K, 3}, means.options());
+    const std::vector<Vec3> centers = camera_centers(viewmats);
+    const int64_t n_blocks = (N + BLOCK - 1) / BLOCK;
+    std::vector<Vec3> v_centers(n_blocks * C);  // per block and camera, summed in block order below
+    const float *m = means.data_ptr<float>(), *co = coeffs.data_ptr<float>(), *r = raw.data_ptr<float>();
+    const float* vc = v_colors.data_ptr<float>();
+    float *vm = v_means.data_ptr<float>(), *vco = v_coeffs.data_ptr<float>();
+    for_each_block(N, BLOCK, 20.0 * C, [&](int64_t begin, int64_t end) {
         for (int64_t c = 0; c < C; ++c) {
-            const int64_t i = c * N;  // camera c's directions, color gradients and direction gradients
+            const int64_t i = c * N * 3;  // camera c's colors
+            Vec3& vcen = v_centers[begin / BLOCK * C + c];
             switch (degree) {
-                case 0: sh_backward_range<0>(begin, end, K, d + i * 3, co, vc + i * 3, vco, vd + i * 3, c == 0); break;
-                case 1: sh_backward_range<1>(begin, end, K, d + i * 3, co, vc + i * 3, vco, vd + i * 3, c == 0); break;
-                case 2: sh_backward_range<2>(begin, end, K, d + i * 3, co, vc + i * 3, vco, vd + i * 3, c == 0); break;
-                default: sh_backward_range<3>(begin, end, K, d + i * 3, co, vc + i * 3, vco, vd + i * 3, c == 0);
+                case 0: vcen = colors_backward_range<0>(begin, end, K, m, centers[c], co, r + i, vc + i, vco, vm, c == 0); break;
+                case 1: vcen = colors_backward_range<1>(begin, end, K, m, centers[c], co, r + i, vc + i, vco, vm, c == 0); break;
+                case 2: vcen = colors_backward_range<2>(begin, end, K, m, centers[c], co, r + i, vc + i, vco, vm, c == 0); break;
+                default: vcen = colors_backward_range<3>(begin, end, K, m, centers[c], co, r + i, vc + i, vco, vm, c == 0);
             }
         }
     });
-    return {v_dirs, v_coeffs};
+    Tensor v_viewmats = torch::zeros({C, 4, 4}, means.options());
+    for (int64_t c = 0; c < C; ++c) {
+        Vec3 sum = {0.f, 0.f, 0.f};
+        for (int64_t b = 0; b < n_blocks; ++b) sum = sum + v_centers[b * C + c];
+        camera_center_backward(viewmats.data_ptr<float>() + c * 16, sum, v_viewmats.data_ptr<float>() + c * 16);
+    }
+    return {v_means, v_coeffs, v_viewmats};
 }
 
 }  // namespace splat::cpu

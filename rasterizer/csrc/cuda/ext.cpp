@@ -96,25 +96,36 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
     return {v_means, v_quats, v_scales, v_viewmats};
 }
 
-Tensor sh_forward(int64_t degree, const Tensor& dirs, const Tensor& coeffs) {
-    const c10::cuda::CUDAGuard guard(dirs.device());
-    const int64_t C = dirs.size(0), N = dirs.size(1), K = coeffs.size(1);
-    Tensor colors = torch::empty({C, N, 3}, dirs.options());
-    check(cuda::sh_forward(int(degree), C, N, K, ptr<float>(dirs), ptr<float>(coeffs), ptr<float>(colors),
-                                  stream()),
-          "sh_forward");
-    return colors;
+// -> colors [C, N, 3], unclamped colors [C, N, 3]
+std::vector<Tensor> sh_colors_forward(int64_t degree, const Tensor& means, const Tensor& viewmats,
+                                      const Tensor& coeffs) {
+    const c10::cuda::CUDAGuard guard(means.device());
+    const int64_t C = viewmats.size(0), N = means.size(0), K = coeffs.size(1);
+    Tensor colors = torch::empty({C, N, 3}, means.options()), raw = torch::empty({C, N, 3}, means.options());
+    check(cuda::sh_colors_forward(int(degree), C, N, K, ptr<float>(means), ptr<float>(viewmats), ptr<float>(coeffs),
+                                  ptr<float>(colors), ptr<float>(raw), stream()),
+          "sh_colors_forward");
+    return {colors, raw};
 }
 
-std::vector<Tensor> sh_backward(int64_t degree, const Tensor& dirs, const Tensor& coeffs, const Tensor& v_colors) {
-    const c10::cuda::CUDAGuard guard(dirs.device());
-    const int64_t C = dirs.size(0), N = dirs.size(1), K = coeffs.size(1);
-    Tensor v_dirs = torch::zeros({C, N, 3}, dirs.options());
-    Tensor v_coeffs = torch::zeros({N, K, 3}, dirs.options());
-    check(cuda::sh_backward(int(degree), C, N, K, ptr<float>(dirs), ptr<float>(coeffs), ptr<float>(v_colors),
-                                   ptr<float>(v_dirs), ptr<float>(v_coeffs), stream()),
-          "sh_backward");
-    return {v_dirs, v_coeffs};
+// -> v_means [N, 3], v_coeffs [N, K, 3], v_viewmats [C, 4, 4]
+std::vector<Tensor> sh_colors_backward(int64_t degree, const Tensor& means, const Tensor& viewmats,
+                                       const Tensor& coeffs, const Tensor& raw, const Tensor& v_colors) {
+    const c10::cuda::CUDAGuard guard(means.device());
+    const int64_t C = viewmats.size(0), N = means.size(0), K = coeffs.size(1);
+    Tensor v_means = torch::empty({N, 3}, means.options());
+    Tensor v_coeffs = torch::zeros({N, K, 3}, means.options());
+    Tensor v_dirs = torch::empty({C, N, 3}, means.options());
+    check(cuda::sh_colors_backward(int(degree), C, N, K, ptr<float>(means), ptr<float>(viewmats), ptr<float>(coeffs),
+                                   ptr<float>(raw), ptr<float>(v_colors), ptr<float>(v_means), ptr<float>(v_coeffs),
+                                   ptr<float>(v_dirs), stream()),
+          "sh_colors_backward");
+    const Tensor v_centers = -v_dirs.sum(1).contiguous();  // dir = mean - center
+    Tensor v_viewmats = torch::zeros({C, 4, 4}, means.options());
+    check(cuda::camera_centers_backward(C, ptr<float>(viewmats), ptr<float>(v_centers), ptr<float>(v_viewmats),
+                                        stream()),
+          "camera_centers_backward");
+    return {v_means, v_coeffs, v_viewmats};
 }
 
 // -> tiles_per_gauss [C, N], isect_offsets [C, tile_height, tile_width], flatten_ids [M]
@@ -196,8 +207,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     using namespace splat::cuda_ext;
     m.def("project_forward", &project_forward);
     m.def("project_backward", &project_backward);
-    m.def("sh_forward", &sh_forward);
-    m.def("sh_backward", &sh_backward);
+    m.def("sh_colors_forward", &sh_colors_forward);
+    m.def("sh_colors_backward", &sh_colors_backward);
     m.def("intersect_tiles", &intersect_tiles);
     m.def("blend_forward", &blend_forward);
     m.def("blend_backward", &blend_backward);

@@ -53,12 +53,20 @@ cudaError_t project_forward(const ProjectArgs& a, const ProjectForwardOut& out, 
 cudaError_t project_backward(const ProjectArgs& a, const ProjectBackwardIO& io, cudaStream_t stream);
 
 // ---- sh.cu ----------------------------------------------------------------
-// dirs [C, N, 3], coeffs [N, K, 3] -> colors [C, N, 3]
-cudaError_t sh_forward(int degree, int64_t C, int64_t N, int64_t K, const float* dirs, const float* coeffs,
-                       float* colors, cudaStream_t stream);
-// -> v_dirs [C, N, 3] (written), v_coeffs [N, K, 3] (accumulated: pass zeros)
-cudaError_t sh_backward(int degree, int64_t C, int64_t N, int64_t K, const float* dirs, const float* coeffs,
-                        const float* v_colors, float* v_dirs, float* v_coeffs, cudaStream_t stream);
+// 3DGS view-dependent colors (sh.h): means [N, 3], viewmats [C, 4, 4],
+// coeffs [N, K, 3] -> colors [C, N, 3] and the unclamped colors raw [C, N, 3]
+cudaError_t sh_colors_forward(int degree, int64_t C, int64_t N, int64_t K, const float* means,
+                              const float* viewmats, const float* coeffs, float* colors, float* raw,
+                              cudaStream_t stream);
+// -> v_means [N, 3] (written), v_coeffs [N, K, 3] (accumulated: pass zeros) and
+// v_dirs [C, N, 3] (written; minus their sum over N is dL/d(camera center))
+cudaError_t sh_colors_backward(int degree, int64_t C, int64_t N, int64_t K, const float* means,
+                               const float* viewmats, const float* coeffs, const float* raw,
+                               const float* v_colors, float* v_means, float* v_coeffs, float* v_dirs,
+                               cudaStream_t stream);
+// v_viewmats [C, 4, 4] (accumulated: pass zeros) from v_centers [C, 3]
+cudaError_t camera_centers_backward(int64_t C, const float* viewmats, const float* v_centers, float* v_viewmats,
+                                    cudaStream_t stream);
 
 // ---- intersect.cu ---------------------------------------------------------
 // Three steps, because the caller must read the total M back to allocate:

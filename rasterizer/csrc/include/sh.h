@@ -128,4 +128,45 @@ HOST_DEVICE Vec3 sh_to_color_backward_dir(int degree, Vec3 dir, const float* coe
     return {(v_d.x - proj * d.x) * inv, (v_d.y - proj * d.y) * inv, (v_d.z - proj * d.z) * inv};
 }
 
+// ---- 3DGS view-dependent colors ------------------------------------------
+// The SH are evaluated at the direction from the camera center to the
+// Gaussian; the color is that value + 0.5, clamped at 0.
+
+// Camera center of a row-major world-to-camera viewmat [R t; 0 0 0 1]:
+// c = -R^-1 t (only the top three rows are read).
+HOST_DEVICE Vec3 camera_center(const float* viewmat) {
+    Mat3 R;
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) R.m[i][j] = viewmat[i * 4 + j];
+    const Vec3 c = mul(inverse(R), {viewmat[3], viewmat[7], viewmat[11]});
+    return {-c.x, -c.y, -c.z};
+}
+
+// v_viewmat (top three rows, row-major) += the gradient through c given
+// v_c = dL/dc: dc = -R^-1 (dR c + dt), so with u = -R^-T v_c,
+// dL/dR = u c^T and dL/dt = u.
+HOST_DEVICE void camera_center_backward(const float* viewmat, Vec3 v_c, float* v_viewmat) {
+    Mat3 R;
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) R.m[i][j] = viewmat[i * 4 + j];
+    const Mat3 Ri = inverse(R);
+    const Vec3 c0 = mul(Ri, {viewmat[3], viewmat[7], viewmat[11]});
+    const Vec3 c = {-c0.x, -c0.y, -c0.z}, w = mul_transposed(Ri, v_c);
+    const float u[3] = {-w.x, -w.y, -w.z};
+    for (int i = 0; i < 3; ++i) {
+        v_viewmat[i * 4] += u[i] * c.x;
+        v_viewmat[i * 4 + 1] += u[i] * c.y;
+        v_viewmat[i * 4 + 2] += u[i] * c.z;
+        v_viewmat[i * 4 + 3] += u[i];
+    }
+}
+
+constexpr float SH_COLOR_OFFSET = 0.5f;
+
+HOST_DEVICE float clamp_color(float raw) { return raw > 0.f ? raw : 0.f; }
+
+// The clamp passes the gradient where raw >= 0 (torch.clamp_min's rule), so
+// a Gaussian at exactly 0 (black, as initialized from black points) still learns.
+HOST_DEVICE float clamp_color_backward(float raw, float v_color) { return raw >= 0.f ? v_color : 0.f; }
+
 }  // namespace splat
