@@ -3,7 +3,8 @@
 Built on first use, with a visible message, and cached under
 $SPLAT_BUILD_DIR (default ~/.cache/splat/build). The cache key includes the
 sources, the torch version and the CPU's instruction-set flags, because the
-CPU backend is compiled with -march=native.
+CPU backend is compiled with -march=native. A new build deletes all but the
+few most recently used older ones.
 """
 
 from __future__ import annotations
@@ -92,6 +93,31 @@ def _build_lock(out: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+KEEP_BUILDS = 4  # per backend: the one in use and the three used most recently before it
+
+
+def prune_old_builds(name: str, current: Path) -> list[Path]:
+    """Delete all but the KEEP_BUILDS most recently used builds of backend `name`
+    (every change of the sources, torch or compiler flags makes a new one);
+    returns the deleted folders. A build another process holds the lock of
+    is kept; a process that already loaded one keeps its mapped library."""
+    def last_used(folder: Path) -> float:  # the lock file is rewritten on every load
+        lock = folder / "splat-build.lock"
+        return (lock if lock.exists() else folder).stat().st_mtime
+
+    others = sorted((d for d in build_dir().glob(f"{name}_*") if d.is_dir() and d != current), key=last_used)
+    deleted = []
+    for folder in others[: max(0, len(others) - (KEEP_BUILDS - 1))]:
+        with open(folder / "splat-build.lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # in use
+            shutil.rmtree(folder, ignore_errors=True)
+            deleted.append(folder)
+    return deleted
+
+
 def _load(name: str, sources: list[Path], cflags: list[str], ldflags: list[str], **kwargs) -> ModuleType:
     from torch.utils import cpp_extension
 
@@ -119,6 +145,7 @@ def _load(name: str, sources: list[Path], cflags: list[str], ldflags: list[str],
         raise BuildError(f"building the {name} backend failed in {out}: {err}".strip()) from err
     if not cached:
         print(f"splat: {name} backend ready ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+        prune_old_builds(name, out)
     return module
 
 

@@ -163,6 +163,31 @@ def test_concurrent_loads_and_a_leftover_torch_lock(cpu_backend):
     assert build.build_dir() in out.parents
 
 
+def test_a_new_build_prunes_old_builds_but_not_the_recent_or_locked(tmp_path, monkeypatch):
+    """Each source change leaves a build behind (this repository's machine had 68,
+    174 MB): a new build keeps the KEEP_BUILDS most recently used of its backend,
+    skips one another process holds, and leaves other backends alone."""
+    import fcntl
+    import os
+
+    from splat.rasterizer import build
+
+    monkeypatch.setenv("SPLAT_BUILD_DIR", str(tmp_path))
+    folders = [tmp_path / f"splat_cpu_{i:012x}" for i in range(7)]
+    for age, folder in enumerate(reversed(folders)):  # folders[0] is the oldest
+        folder.mkdir()
+        (folder / "splat-build.lock").touch()
+        os.utime(folder / "splat-build.lock", (1e9 - age * 100, 1e9 - age * 100))
+    other = tmp_path / "splat_cuda_000000000000"
+    other.mkdir()
+    with open(folders[1] / "splat-build.lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process loading it
+        deleted = build.prune_old_builds("splat_cpu", current=folders[6])
+    assert build.KEEP_BUILDS == 4
+    assert sorted(deleted) == [folders[0], folders[2]]
+    assert sorted(p for p in tmp_path.iterdir()) == sorted([folders[1], *folders[3:], other])
+
+
 def test_extension_sources_include_only_their_own_headers():
     """Every quoted #include in rasterizer/csrc is a relative path to a file in
     rasterizer/csrc: an absolute path builds on the machine that has it and
