@@ -71,6 +71,16 @@ HOST_DEVICE Mat3 add(const Mat3& A, const Mat3& B) {
     return C;
 }
 
+// The rotation R and translation t of a row-major viewmat [R t; 0 0 0 1].
+HOST_DEVICE Mat3 viewmat_rotation(const float* viewmat) {
+    Mat3 R;
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) R.m[i][j] = viewmat[i * 4 + j];
+    return R;
+}
+
+HOST_DEVICE Vec3 viewmat_translation(const float* viewmat) { return {viewmat[3], viewmat[7], viewmat[11]}; }
+
 // A^-1 by the adjugate (for the well-conditioned rotations of viewmats).
 HOST_DEVICE Mat3 inverse(const Mat3& A) {
     const float(*a)[3] = A.m;

@@ -16,9 +16,8 @@ struct Camera {
 // A camera from a row-major viewmat [4, 4] (world-to-camera) and K [3, 3].
 HOST_DEVICE Camera load_camera(const float* viewmat, const float* K, int width, int height) {
     Camera cam;
-    for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 3; ++j) cam.R.m[i][j] = viewmat[i * 4 + j];
-    cam.t = {viewmat[3], viewmat[7], viewmat[11]};
+    cam.R = viewmat_rotation(viewmat);
+    cam.t = viewmat_translation(viewmat);
     cam.fx = K[0];
     cam.fy = K[4];
     cam.cx = K[2];

@@ -135,10 +135,7 @@ HOST_DEVICE Vec3 sh_to_color_backward_dir(int degree, Vec3 dir, const float* coe
 // Camera center of a row-major world-to-camera viewmat [R t; 0 0 0 1]:
 // c = -R^-1 t (only the top three rows are read).
 HOST_DEVICE Vec3 camera_center(const float* viewmat) {
-    Mat3 R;
-    for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 3; ++j) R.m[i][j] = viewmat[i * 4 + j];
-    const Vec3 c = mul(inverse(R), {viewmat[3], viewmat[7], viewmat[11]});
+    const Vec3 c = mul(inverse(viewmat_rotation(viewmat)), viewmat_translation(viewmat));
     return {-c.x, -c.y, -c.z};
 }
 
@@ -146,12 +143,7 @@ HOST_DEVICE Vec3 camera_center(const float* viewmat) {
 // v_c = dL/dc: dc = -R^-1 (dR c + dt), so with u = -R^-T v_c,
 // dL/dR = u c^T and dL/dt = u.
 HOST_DEVICE void camera_center_backward(const float* viewmat, Vec3 v_c, float* v_viewmat) {
-    Mat3 R;
-    for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 3; ++j) R.m[i][j] = viewmat[i * 4 + j];
-    const Mat3 Ri = inverse(R);
-    const Vec3 c0 = mul(Ri, {viewmat[3], viewmat[7], viewmat[11]});
-    const Vec3 c = {-c0.x, -c0.y, -c0.z}, w = mul_transposed(Ri, v_c);
+    const Vec3 c = camera_center(viewmat), w = mul_transposed(inverse(viewmat_rotation(viewmat)), v_c);
     const float u[3] = {-w.x, -w.y, -w.z};
     for (int i = 0; i < 3; ++i) {
         v_viewmat[i * 4] += u[i] * c.x;

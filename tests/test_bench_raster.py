@@ -1,0 +1,29 @@
+"""`splat bench raster` runs each case in a subprocess; the torch reference's
+OpenMP setting is part of what makes its cpu/torch ratio honest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import types
+
+from splat.cli import bench
+
+
+def test_reference_runs_with_default_openmp_spinning_and_cpu_with_ours(monkeypatch, tmp_path):
+    """Under splat's OMP_WAIT_POLICY=PASSIVE the reference ran 2x slower, which
+    inflated the ratio 2x; the torch case must get libgomp's default spinning,
+    the cpu case the environment splat runs in."""
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    envs = {}
+
+    def fake_run(cmd, capture_output, text, env):
+        backend = "torch" if "'torch'" in cmd[-1] else "cpu"
+        envs[backend] = env
+        return types.SimpleNamespace(returncode=0, stdout="RESULT " + json.dumps({"backend": backend}), stderr="")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    for backend in ("torch", "cpu"):
+        assert bench._in_subprocess("small", backend, 1, tmp_path, 2) == {"backend": backend}
+    assert envs["torch"]["OMP_WAIT_POLICY"] == "ACTIVE" and envs["torch"]["GOMP_SPINCOUNT"] == "300000"
+    assert envs["cpu"] is None  # inherits this process's environment (PASSIVE)
