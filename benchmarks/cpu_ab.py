@@ -67,8 +67,20 @@ def alternate(exts: dict, repeats: int, forward, backward) -> dict:
     return {name: (median(f), median(b)) for name, (f, b) in times.items()}
 
 
+def intersect(ext, m, width: int, height: int):
+    """ext's tile intersection of the projected Gaussians in meta m: the
+    ellipse-culled lists where ext has them (conics and opacities), else whole rectangles."""
+    ts = m.tile_size
+    tiles = (ts, (width + ts - 1) // ts, (height + ts - 1) // ts)
+    base = (m.means2d.contiguous(), m.radii, m.depths.contiguous())
+    if "arg7" in (ext.intersect_tiles.__doc__ or ""):  # 8 arguments: with conics and opacities
+        return ext.intersect_tiles(*base, m.conics.contiguous(), m.opacities.contiguous(), *tiles)
+    return ext.intersect_tiles(*base, *tiles)  # revisions before the ellipse test
+
+
 def time_blend(exts: dict, case: str, repeats: int) -> dict:
-    """Median blend forward and backward ms per extension on one benchmark case."""
+    """Median blend forward and backward ms per extension on one benchmark case,
+    each on the tile lists of its own intersection."""
     from splat.cli.bench import _make_case
     from splat.rasterizer import rasterize
 
@@ -78,11 +90,14 @@ def time_blend(exts: dict, case: str, repeats: int) -> dict:
     g = torch.Generator().manual_seed(0)
     colors = torch.rand(1, len(scene["means"]), 3, generator=g)
     W, H = scene["width"], scene["height"]
-    args = (m.means2d.contiguous(), m.conics.contiguous(), colors, m.opacities.contiguous(),
-            m.isect_offsets, m.flatten_ids, W, H, m.tile_size)  # fmt: skip
+    lists = {name: intersect(ext, m, W, H)[1:] for name, ext in exts.items()}
+    args = {name: (m.means2d.contiguous(), m.conics.contiguous(), colors, m.opacities.contiguous(),
+                   *lists[name], W, H, m.tile_size) for name in exts}  # fmt: skip
     v_render, v_alpha = torch.rand(1, H, W, 3, generator=g), torch.rand(1, H, W, 1, generator=g)
-    return alternate(exts, repeats, lambda ext: ext.blend_forward(*args),
-                     lambda ext, out: ext.blend_backward(*args, out[2], out[3], v_render, v_alpha, False))
+    name_of = {id(ext): name for name, ext in exts.items()}
+    return alternate(exts, repeats, lambda ext: ext.blend_forward(*args[name_of[id(ext)]]),
+                     lambda ext, out: ext.blend_backward(*args[name_of[id(ext)]], out[2], out[3], v_render, v_alpha,
+                                                         False))  # fmt: skip
 
 
 def time_projection(exts: dict, case: str, repeats: int) -> dict:
@@ -118,7 +133,7 @@ def time_sh_and_intersection(exts: dict, case: str, repeats: int) -> dict:
     coeffs = s["colors"] if s["colors"].dim() == 3 else torch.rand(len(means), 16, 3)
     dirs = (means[None] - torch.linalg.inv(viewmats)[:, None, :3, 3]).contiguous()
     v_colors = torch.randn(dirs.shape, generator=torch.Generator().manual_seed(0))
-    W, H, ts = s["width"], s["height"], m.tile_size
+    W, H = s["width"], s["height"]
 
     def sh_forward(ext):  # the fused colors stage, or (older revisions) SH on given directions
         if hasattr(ext, "sh_colors_forward"):
@@ -131,8 +146,7 @@ def time_sh_and_intersection(exts: dict, case: str, repeats: int) -> dict:
         return ext.sh_backward(3, dirs, coeffs, v_colors)
 
     sh = alternate(exts, repeats, sh_forward, sh_backward)
-    isect_args = (m.means2d.contiguous(), m.radii, m.depths.contiguous(), ts, (W + ts - 1) // ts, (H + ts - 1) // ts)
-    isect = alternate(exts, repeats, lambda ext: ext.intersect_tiles(*isect_args), lambda ext, _: None)
+    isect = alternate(exts, repeats, lambda ext: intersect(ext, m, W, H), lambda ext, _: None)
     return {name: (*sh[name], isect[name][0]) for name in exts}
 
 

@@ -33,7 +33,7 @@ class RasterMeta:
     opacities: Tensor  # [C, N] opacity used for blending (compensated when antialiased)
     accum_weights: Tensor  # [C, N] sum over pixels of alpha * T (importance)
     pixel_counts: Tensor  # [C, N] int32, pixels each Gaussian contributed to
-    tiles_per_gauss: Tensor  # [C, N] int32
+    tiles_per_gauss: Tensor  # [C, N] int32, tiles listing the Gaussian (those of its rectangle it reaches)
     isect_offsets: Tensor  # [C, tile_height, tile_width] int32
     flatten_ids: Tensor  # [M] int32, c * N + n, front to back per tile
     width: int
@@ -101,7 +101,7 @@ def rasterize(
 
     tile_w, tile_h = math.ceil(width / tile_size), math.ceil(height / tile_size)
     tiles_per_gauss, isect_offsets, flatten_ids = stages.intersect_tiles(
-        means2d, radii, depths, tile_size, tile_w, tile_h
+        means2d, radii, depths, tile_size, tile_w, tile_h, conics, blend_opacities
     )
     render, alphas, weights, pixel_counts = stages.blend(
         means2d, conics, point_colors.contiguous(), blend_opacities.contiguous(),

@@ -111,10 +111,14 @@ class CompiledBackend:
         return _ShColors.apply(self._load(), degree, means, viewmats, coeffs)
 
     @torch.no_grad()
-    def intersect_tiles(self, means2d, radii, depths, tile_size, tile_width, tile_height):
+    def intersect_tiles(self, means2d, radii, depths, tile_size, tile_width, tile_height, conics=None,
+                        opacities=None):  # fmt: skip
         """See reference.intersect_tiles."""
         ext = self._load()
-        return tuple(ext.intersect_tiles(_c(means2d), _c(radii), _c(depths), tile_size, tile_width, tile_height))
+        if conics is None:  # empty: whole tile rectangles
+            conics = opacities = means2d.new_empty(0)
+        return tuple(ext.intersect_tiles(_c(means2d), _c(radii), _c(depths), _c(conics), _c(opacities),
+                                         tile_size, tile_width, tile_height))  # fmt: skip
 
     def blend(self, means2d, conics, colors, opacities, isect_offsets, flatten_ids, width, height, tile_size,
               absgrad=False):  # fmt: skip

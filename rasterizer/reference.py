@@ -167,6 +167,29 @@ def sh_colors(degree: int, means: Tensor, viewmats: Tensor, coeffs: Tensor) -> T
 
 
 @torch.no_grad()
+def _reach_sigma(conics: Tensor, opacities: Tensor) -> Tensor:
+    """sigma bound of the alpha >= ALPHA_MIN region, log(opacity / ALPHA_MIN) widened
+    for float rounding; 1e30 where the conic is not an ellipse (blend.h, reach_sigma)."""
+    a, b, c = conics.unbind(-1)
+    det = a * c - b * b
+    ok = (det > 0) & (a > 0)
+    s = torch.log(opacities.clamp(min=ALPHA_MIN) / ALPHA_MIN)
+    return torch.where(ok, s * (1.002 + 2e-6 * (a * c / torch.where(ok, det, 1.0))) + 0.002, 1e30)
+
+
+def _box_min_sigma(conics: Tensor, u0: Tensor, u1: Tensor, v0: Tensor, v1: Tensor) -> Tensor:
+    """Minimum of sigma over the box [u0, u1] x [v0, v1] of offsets from the center,
+    on the two box edges nearest the center (blend.h, box_min_sigma)."""
+    a, b, c = conics.unbind(-1)
+    zero = torch.zeros_like(u0)
+    U, V = torch.minimum(torch.maximum(zero, u0), u1), torch.minimum(torch.maximum(zero, v0), v1)
+    v_at_U = torch.minimum(torch.maximum(-b / c * U, v0), v1)
+    u_at_V = torch.minimum(torch.maximum(-b / a * V, u0), u1)
+    on_u = 0.5 * (a * U * U + c * v_at_U * v_at_U) + b * U * v_at_U
+    on_v = 0.5 * (a * u_at_V * u_at_V + c * V * V) + b * u_at_V * V
+    return torch.minimum(on_u, on_v)
+
+
 def intersect_tiles(
     means2d: Tensor,  # [C, N, 2]
     radii: Tensor,  # [C, N, 2]
@@ -174,29 +197,48 @@ def intersect_tiles(
     tile_size: int,
     tile_width: int,
     tile_height: int,
+    conics: Tensor | None = None,  # [C, N, 3]
+    opacities: Tensor | None = None,  # [C, N]
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Which Gaussians touch which tile, sorted front to back within each tile.
 
+    A Gaussian's tiles are those of its bounding rectangle (from radii); with
+    conics and opacities, only those its alpha >= ALPHA_MIN ellipse reaches
+    (a thin diagonal Gaussian misses most of its rectangle); without, the
+    whole rectangle, as in gsplat.
     Returns tiles_per_gauss [C, N] int32, isect_offsets [C, tile_height, tile_width]
     int32 (start of each tile's list in flatten_ids) and flatten_ids [M] int32
     (c * N + n). Ties in depth keep Gaussian order, like the compiled backends.
     """
     C, N = depths.shape
+    dev = means2d.device
     tile_mins = torch.floor((means2d - radii) / tile_size).long()  # [C, N, 2]
     tile_maxs = torch.ceil((means2d + radii) / tile_size).long()
-    limits = torch.tensor([tile_width, tile_height], device=means2d.device)
+    limits = torch.tensor([tile_width, tile_height], device=dev)
     tile_mins = torch.minimum(tile_mins.clamp(min=0), limits)
     tile_maxs = torch.minimum(tile_maxs.clamp(min=0), limits)
-    counts = (tile_maxs - tile_mins).prod(dim=-1) * (radii > 0).any(dim=-1)  # [C, N]
+    rect_counts = (tile_maxs - tile_mins).prod(dim=-1) * (radii > 0).any(dim=-1)  # [C, N]
 
-    flat_counts = counts.flatten()
-    ids = torch.repeat_interleave(torch.arange(C * N, device=means2d.device), flat_counts)  # [M]
+    flat_counts = rect_counts.flatten()
+    ids = torch.repeat_interleave(torch.arange(C * N, device=dev), flat_counts)  # [M]
     # k-th tile of each Gaussian, in row-major order inside its tile rectangle
     starts = torch.cumsum(flat_counts, 0) - flat_counts
-    k = torch.arange(ids.numel(), device=means2d.device) - starts[ids]
+    k = torch.arange(ids.numel(), device=dev) - starts[ids]
     span_x = (tile_maxs - tile_mins)[..., 0].flatten()[ids]
     tx = tile_mins[..., 0].flatten()[ids] + k % span_x.clamp(min=1)
     ty = tile_mins[..., 1].flatten()[ids] + k // span_x.clamp(min=1)
+    if conics is not None:
+        # keep the tiles with a pixel center the alpha >= ALPHA_MIN region can reach
+        f32 = torch.float32
+        mean = means2d.detach().reshape(-1, 2)[ids].to(f32)
+        q = conics.detach().reshape(-1, 3)[ids].to(f32)
+        reach = _reach_sigma(q, opacities.detach().reshape(-1)[ids].to(f32))
+        u0 = tx.to(f32) * tile_size + 0.5 - mean[:, 0]  # the tile's first pixel center
+        v0 = ty.to(f32) * tile_size + 0.5 - mean[:, 1]
+        box_min = _box_min_sigma(q, u0, u0 + (tile_size - 1), v0, v0 + (tile_size - 1))
+        reached = (reach >= 1e30) | ~(box_min > reach)
+        ids, tx, ty = ids[reached], tx[reached], ty[reached]
+    counts = torch.bincount(ids, minlength=C * N).reshape(C, N)
     cam = ids // N
     tile_ids = (cam * tile_height + ty) * tile_width + tx  # global tile index
     # Sort by (tile, depth); a stable sort keeps Gaussian order on ties.

@@ -1,5 +1,7 @@
 // Tile binning in depth order, without a per-intersection sort:
-//   1. each Gaussian's tile rectangle (parallel over Gaussians);
+//   1. each Gaussian's tiles: those of its rectangle its alpha >= 1/255
+//      region reaches (blend.h, TileFootprint), tested 16 Gaussians per
+//      vector (parallel over Gaussians);
 //   2. the rendered Gaussians sorted once by (depth, index): a stable radix
 //      sort on the depth's bits (depth > 0, so bit order == float order);
 //   3. a counting sort by tile over that order: every thread bins a
@@ -13,6 +15,7 @@
 #include <utility>
 
 #include "../include/blend.h"
+#include "lanes.h"
 #include "ops.h"
 
 namespace splat::cpu {
@@ -50,45 +53,186 @@ std::vector<int32_t> stable_sort_by_key(const std::vector<uint32_t>& keys, const
     return order;
 }
 
+// A Gaussian's tiles in the binning passes: its rectangle, in tile rows
+// counted over all cameras (camera c's are c * tile_height + [0,
+// tile_height), so a tile's global index is y * tile_width + x), and, for
+// rectangles of up to 64 tiles (nearly all), the reached ones as bits,
+// column-major in the rectangle: the reach test runs once per Gaussian, not
+// once per pass.
+struct BinnedTiles {
+    TileRect rect;
+    uint64_t bits;  // 0 with a non-empty rectangle: larger than 64 tiles, test again
+};
+
+constexpr int MAX_BITS = 64;
+
+uint64_t low_bits(int n) { return n >= 64 ? ~uint64_t(0) : (uint64_t(1) << n) - 1; }
+
+// The reached-tile bits of 16 Gaussians at once, one per vector lane, for
+// rectangles of up to 32 tiles (the others get 0): the scalar test costs
+// 20-30 ns per Gaussian, more than the blend saves on small rectangles.
+// Same formulas as tile_reached (blend.h), in the same order of operations.
+constexpr int BLOCK = 16;
+constexpr int BLOCK_MAX_AREA = 32;
+
+// f: rect, mean and conic set; fills in the rest (as tile_footprint does).
+void reached_bits_block(TileFootprint (&f)[BLOCK], const float* opacities, int tile_size,
+                        uint64_t (&bits_out)[BLOCK]) {
+    using L = Lanes<BLOCK>;
+    using F = L::F;
+    using I = L::I;
+    F a, b, c, opacity, mx, my, x0, y0, h, area;
+    int max_area = 0;
+    for (int l = 0; l < BLOCK; ++l) {
+        const TileRect& r = f[l].rect;
+        a[l] = f[l].conic.a, b[l] = f[l].conic.b, c[l] = f[l].conic.c, opacity[l] = opacities[l];
+        mx[l] = f[l].mean.x, my[l] = f[l].mean.y;
+        x0[l] = float(r.x0), y0[l] = float(r.y0), h[l] = float(r.y1 - r.y0);
+        const int n = (r.x1 - r.x0) * (r.y1 - r.y0);
+        area[l] = float(n);
+        if (n <= BLOCK_MAX_AREA) max_area = std::max(max_area, n);
+    }
+    const F reach = reach_sigma(a, b, c, opacity), v_per_u = -b / c, u_per_v = -b / a;
+    for (int l = 0; l < BLOCK; ++l) f[l].reach = reach[l], f[l].v_per_u = v_per_u[l], f[l].u_per_v = u_per_v[l];
+    const float ts = float(tile_size), span = ts - 1.f;
+    I bits = I{};
+    for (int t = 0; t < max_area; ++t) {  // tile t of each rectangle, column-major
+        const F col = to_float_lanes(to_int_lanes((float(t) + 0.5f) / h)), row = float(t) - col * h;
+        const F u0 = (x0 + col) * ts + 0.5f - mx, v0 = (y0 + row) * ts + 0.5f - my;
+        const F sigma = box_min_sigma(a, b, c, v_per_u, u_per_v, u0, u0 + span, v0, v0 + span);
+        bits |= ~(sigma > reach) & (float(t) < area) & int32_t(uint32_t(1) << t);
+    }
+    for (int l = 0; l < BLOCK; ++l) bits_out[l] = area[l] <= BLOCK_MAX_AREA ? uint32_t(bits[l]) : 0;
+}
+
+// visit(x, y) for each reached tile of one Gaussian's rectangle, 16 tiles
+// per vector: for rectangles too large for a block (same formulas again).
+template <typename Visit>
+void for_each_reached_tile(const TileFootprint& f, int tile_size, Visit&& visit) {
+    using L = Lanes<BLOCK>;
+    using F = L::F;
+    const TileRect& r = f.rect;
+    const int h = r.y1 - r.y0, area = (r.x1 - r.x0) * h;
+    if (f.reach >= 1e30f) {  // no test: the whole rectangle
+        for (int x = r.x0; x < r.x1; ++x)
+            for (int y = r.y0; y < r.y1; ++y) visit(x, y);
+        return;
+    }
+    const float ts = float(tile_size), span = ts - 1.f, hf = float(h);
+    const F a = F{} + f.conic.a, b = F{} + f.conic.b, c = F{} + f.conic.c;
+    const F v_per_u = F{} + f.v_per_u, u_per_v = F{} + f.u_per_v;
+    for (int t0 = 0; t0 < area; t0 += BLOCK) {
+        const F t = L::index() + float(t0);
+        const F col = to_float_lanes(to_int_lanes((t + 0.5f) / hf)), row = t - col * hf;
+        const F u0 = (float(r.x0) + col) * ts + 0.5f - f.mean.x, v0 = (float(r.y0) + row) * ts + 0.5f - f.mean.y;
+        const F sigma = box_min_sigma(a, b, c, v_per_u, u_per_v, u0, u0 + span, v0, v0 + span);
+        const auto hit = ~(sigma > f.reach) & (t < float(area));
+        for (int l = 0; l < BLOCK; ++l)
+            if (hit[l]) visit(r.x0 + int(col[l]), r.y0 + int(row[l]));
+    }
+}
+
+// visit(global tile index) for each reached tile of b; large(visit) does it
+// for a rectangle too large for the bits.
+template <typename Large, typename Visit>
+void for_each_binned_tile(const BinnedTiles& b, int64_t tile_width, Large&& large, Visit&& visit) {
+    if (b.bits == 0) return large(visit);
+    const TileRect& r = b.rect;
+    const int h = r.y1 - r.y0;
+    for (int x = r.x0; x < r.x1; ++x)
+        for (uint64_t column = (b.bits >> ((x - r.x0) * h)) & low_bits(h); column; column &= column - 1)
+            visit((r.y0 + __builtin_ctzll(column)) * tile_width + x);
+}
+
 }  // namespace
 
 std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, const Tensor& depths,
-                                    int64_t tile_size, int64_t tile_width, int64_t tile_height) {
+                                    const Tensor& conics, const Tensor& opacities, int64_t tile_size,
+                                    int64_t tile_width, int64_t tile_height) {
     const int64_t C = depths.size(0), N = depths.size(1), CN = C * N;
     const int64_t tiles_per_image = tile_width * tile_height, n_tiles = C * tiles_per_image;
     const float *m2 = means2d.data_ptr<float>(), *dep = depths.data_ptr<float>();
     const int* rad = radii.data_ptr<int>();
+    // empty conics / opacities: no ellipse test, whole rectangles (gsplat's lists)
+    const bool cull = conics.numel() > 0;
+    const float* q = cull ? conics.data_ptr<float>() : nullptr;
+    const float* op = cull ? opacities.data_ptr<float>() : nullptr;
+    const int ts = int(tile_size);
 
     Tensor tiles_per_gauss = torch::zeros({C, N}, radii.options());
     int* counts = tiles_per_gauss.data_ptr<int>();
-    // Tile rectangles with rows counted over all cameras (camera c's tile rows
-    // are c * tile_height + [0, tile_height)), so that a tile's global index is
-    // y * tile_width + x.
-    std::vector<TileRect> rects(CN);
+    auto footprint = [&](int64_t i) {
+        const Vec2 mean = {m2[i * 2], m2[i * 2 + 1]};
+        const TileRect rect = tile_rect(mean, rad[i * 2], rad[i * 2 + 1], ts, int(tile_width), int(tile_height));
+        return cull ? tile_footprint(rect, mean, {q[i * 3], q[i * 3 + 1], q[i * 3 + 2]}, op[i])
+                    : whole_rect_footprint(rect);
+    };
+    // visit(global tile index) for each reached tile of Gaussian i, from
+    // scratch: for rectangles of more than 64 tiles, in every pass
+    auto visit_large = [&](int64_t i, auto&& visit) {
+        const int64_t row0 = i / N * tile_height;
+        for_each_reached_tile(footprint(i), ts, [&](int x, int y) { visit((row0 + y) * tile_width + x); });
+    };
+    std::vector<BinnedTiles> tiles(CN);
     std::vector<uint32_t> depth_bits(CN);
     std::vector<uint8_t> binned(CN);
     const int threads = threads_for(CN, 15.0);
 
+    // In blocks of 16 Gaussians, the reach test vectorized over a block; a
+    // Gaussian's block (and so its code path) does not depend on the threads.
+    const int64_t n_blocks = (CN + BLOCK - 1) / BLOCK;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < CN; ++i) {
-        rects[i] = {0, 0, 0, 0};
-        binned[i] = 0;
-        std::memcpy(&depth_bits[i], dep + i, 4);
-        if (rad[i * 2] <= 0 && rad[i * 2 + 1] <= 0) continue;
-        TileRect r = tile_rect({m2[i * 2], m2[i * 2 + 1]}, rad[i * 2], rad[i * 2 + 1], int(tile_size),
-                               int(tile_width), int(tile_height));
-        counts[i] = (r.x1 - r.x0) * (r.y1 - r.y0);
-        binned[i] = counts[i] > 0;
-        const int row0 = int(i / N * tile_height);
-        rects[i] = {r.x0, r.y0 + row0, r.x1, r.y1 + row0};
+    for (int64_t block = 0; block < n_blocks; ++block) {
+        const int64_t i0 = block * BLOCK, n = std::min<int64_t>(BLOCK, CN - i0);
+        const bool vector = cull && n == BLOCK;
+        TileFootprint f[BLOCK];
+        uint64_t bits[BLOCK] = {};
+        for (int l = 0; l < BLOCK; ++l) {
+            const int64_t i = i0 + l;
+            const bool drawn = l < n && (rad[i * 2] > 0 || rad[i * 2 + 1] > 0);
+            if (!drawn) {
+                f[l] = whole_rect_footprint({0, 0, 0, 0});
+            } else if (vector) {  // the block computes the rest
+                f[l].mean = {m2[i * 2], m2[i * 2 + 1]};
+                f[l].rect = tile_rect(f[l].mean, rad[i * 2], rad[i * 2 + 1], ts, int(tile_width), int(tile_height));
+                f[l].conic = {q[i * 3], q[i * 3 + 1], q[i * 3 + 2]};
+            } else {
+                f[l] = footprint(i);
+            }
+        }
+        if (vector) reached_bits_block(f, op + i0, ts, bits);
+        for (int l = 0; l < n; ++l) {
+            const int64_t i = i0 + l;
+            std::memcpy(&depth_bits[i], dep + i, 4);
+            const TileRect& r = f[l].rect;
+            const int area = (r.x1 - r.x0) * (r.y1 - r.y0), row0 = int(i / N * tile_height);
+            tiles[i] = {{r.x0, r.y0 + row0, r.x1, r.y1 + row0}, 0};
+            if (area == 0) {
+                counts[i] = 0;
+            } else if (area > MAX_BITS) {  // bits 0: the same test again when binned
+                int count = 0;
+                visit_large(i, [&](int64_t) { ++count; });
+                counts[i] = count;
+            } else {
+                if (vector && area <= BLOCK_MAX_AREA) {
+                    tiles[i].bits = bits[l];
+                } else {
+                    for_each_reached_tile(f[l], ts, [&](int x, int y) {
+                        tiles[i].bits |= uint64_t(1) << ((x - r.x0) * (r.y1 - r.y0) + (y - r.y0));
+                    });
+                }
+                counts[i] = __builtin_popcountll(tiles[i].bits);
+            }
+            binned[i] = counts[i] > 0;
+        }
     }
     const std::vector<int32_t> order = stable_sort_by_key(depth_bits, binned);
     const int64_t n_order = order.size();
-    // The rectangles in depth order: one pass at random here, so that the two
+    // The tiles in depth order: one pass at random here, so that the two
     // binning passes below read in order.
-    std::vector<TileRect> sorted(n_order);
+    std::vector<BinnedTiles> sorted(n_order);
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t j = 0; j < n_order; ++j) sorted[j] = rects[order[j]];
+    for (int64_t j = 0; j < n_order; ++j) sorted[j] = tiles[order[j]];
 
     // One histogram per chunk of the order, over the global tile index (camera-major).
     std::vector<int64_t> hist(int64_t(threads) * n_tiles + 1, 0);
@@ -102,9 +246,9 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
         auto [begin, end] = chunk(t);
         int64_t* h = hist.data() + int64_t(t) * n_tiles;
         for (int64_t j = begin; j < end; ++j) {
-            const TileRect& r = sorted[j];
-            for (int y = r.y0; y < r.y1; ++y)
-                for (int x = r.x0; x < r.x1; ++x) ++h[y * tile_width + x];
+            const int64_t i = order[j];
+            auto bin = [&](int64_t tile) { ++h[tile]; };
+            for_each_binned_tile(sorted[j], tile_width, [&](auto&& visit) { visit_large(i, visit); }, bin);
         }
     }
     // Exclusive scan in (tile, chunk) order gives each chunk its write cursors.
@@ -126,10 +270,9 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
         auto [begin, end] = chunk(t);
         int64_t* cursor = hist.data() + int64_t(t) * n_tiles;
         for (int64_t j = begin; j < end; ++j) {
-            const TileRect& r = sorted[j];
             const int id = order[j];
-            for (int y = r.y0; y < r.y1; ++y)
-                for (int x = r.x0; x < r.x1; ++x) ids[cursor[y * tile_width + x]++] = id;
+            auto write = [&](int64_t tile) { ids[cursor[tile]++] = id; };
+            for_each_binned_tile(sorted[j], tile_width, [&](auto&& visit) { visit_large(id, visit); }, write);
         }
     }
     return {tiles_per_gauss, offsets, flatten_ids};

@@ -29,8 +29,10 @@ std::vector<Tensor> sh_colors_forward(int64_t degree, const Tensor& means, const
 std::vector<Tensor> sh_colors_backward(int64_t degree, const Tensor& means, const Tensor& viewmats,
                                        const Tensor& coeffs, const Tensor& raw, const Tensor& v_colors);
 
+// conics and opacities empty: no ellipse test (whole tile rectangles)
 std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, const Tensor& depths,
-                                    int64_t tile_size, int64_t tile_width, int64_t tile_height);
+                                    const Tensor& conics, const Tensor& opacities, int64_t tile_size,
+                                    int64_t tile_width, int64_t tile_height);
 
 std::vector<Tensor> blend_forward(const Tensor& means2d, const Tensor& conics, const Tensor& colors,
                                   const Tensor& opacities, const Tensor& isect_offsets, const Tensor& flatten_ids,

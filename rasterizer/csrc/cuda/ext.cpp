@@ -129,14 +129,17 @@ std::vector<Tensor> sh_colors_backward(int64_t degree, const Tensor& means, cons
 }
 
 // -> tiles_per_gauss [C, N], isect_offsets [C, tile_height, tile_width], flatten_ids [M]
+// conics and opacities empty: no ellipse test (whole tile rectangles)
 std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, const Tensor& depths,
-                                    int64_t tile_size, int64_t tile_width, int64_t tile_height) {
+                                    const Tensor& conics, const Tensor& opacities, int64_t tile_size,
+                                    int64_t tile_width, int64_t tile_height) {
     const c10::cuda::CUDAGuard guard(depths.device());
     const int64_t C = depths.size(0), N = depths.size(1), CN = C * N;
     TORCH_CHECK(CN < std::numeric_limits<int>::max(), "splat cuda: too many cameras x Gaussians (", CN, ")");
     auto i32 = radii.options();
     IntersectArgs a = {C, N, int(tile_size), int(tile_width), int(tile_height),
-                       ptr<float>(means2d), ptr<int>(radii), ptr<float>(depths)};
+                       ptr<float>(means2d), ptr<int>(radii), ptr<float>(depths),
+                       conics.numel() ? ptr<float>(conics) : nullptr, conics.numel() ? ptr<float>(opacities) : nullptr};
     Tensor tiles_per_gauss = torch::zeros({C, N}, i32);
     Tensor cum = torch::empty({CN}, i32.dtype(torch::kInt64));
     Tensor temp = scratch(int64_t(cuda::intersect_count_temp_bytes(CN)), radii);

@@ -1,5 +1,6 @@
 // Tile binning with one global radix sort:
-//   count: tiles each (camera, Gaussian) touches, then an inclusive scan;
+//   count: tiles each (camera, Gaussian) touches (its rectangle less the tiles
+//          its alpha >= 1/255 ellipse misses, blend.h), then an inclusive scan;
 //   sort:  one 64-bit key per intersection, (global tile << 32) | depth bits,
 //          where global tile = camera * tiles_per_image + tile (so the key is
 //          camera | tile | depth), sorted by CUB's stable radix sort; ties in
@@ -15,17 +16,20 @@
 namespace splat::cuda {
 namespace {
 
-__device__ __forceinline__ TileRect gaussian_tiles(const IntersectArgs& a, int64_t i) {
-    if (a.radii[i * 2] <= 0 && a.radii[i * 2 + 1] <= 0) return {0, 0, 0, 0};
-    return tile_rect({a.means2d[i * 2], a.means2d[i * 2 + 1]}, a.radii[i * 2], a.radii[i * 2 + 1], a.tile_size,
-                     a.tile_width, a.tile_height);
+__device__ __forceinline__ TileFootprint gaussian_footprint(const IntersectArgs& a, int64_t i) {
+    const Vec2 mean = {a.means2d[i * 2], a.means2d[i * 2 + 1]};
+    const TileRect rect = a.radii[i * 2] <= 0 && a.radii[i * 2 + 1] <= 0
+                              ? TileRect{0, 0, 0, 0}
+                              : tile_rect(mean, a.radii[i * 2], a.radii[i * 2 + 1], a.tile_size, a.tile_width,
+                                          a.tile_height);
+    if (a.conics == nullptr) return whole_rect_footprint(rect);
+    return tile_footprint(rect, mean, {a.conics[i * 3], a.conics[i * 3 + 1], a.conics[i * 3 + 2]}, a.opacities[i]);
 }
 
 __global__ void count_kernel(IntersectArgs a, int* tiles_per_gauss, int64_t* counts64) {
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;  // c * N + n
     if (i >= a.C * a.N) return;
-    const TileRect r = gaussian_tiles(a, i);
-    const int n = (r.x1 - r.x0) * (r.y1 - r.y0);
+    const int n = footprint_tile_count(gaussian_footprint(a, i), a.tile_size);
     tiles_per_gauss[i] = n;
     counts64[i] = n;  // scanned in 64 bits: the total may pass 2^31 and must be caught
 }
@@ -33,20 +37,19 @@ __global__ void count_kernel(IntersectArgs a, int* tiles_per_gauss, int64_t* cou
 __global__ void keys_kernel(IntersectArgs a, const int64_t* cum, uint64_t* keys, int* ids) {
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= a.C * a.N) return;
-    const TileRect r = gaussian_tiles(a, i);
-    const int n = (r.x1 - r.x0) * (r.y1 - r.y0);
+    const TileFootprint f = gaussian_footprint(a, i);
+    const int n = footprint_tile_count(f, a.tile_size);
     if (n == 0) return;
     int64_t cursor = cum[i] - n;
     const uint64_t tile_base = uint64_t(i / a.N) * uint64_t(a.tile_width) * uint64_t(a.tile_height);
     // depth > near_plane > 0 for rendered Gaussians: bit order == float order
     const uint64_t depth_bits = __float_as_uint(a.depths[i]);
-    for (int y = r.y0; y < r.y1; ++y)
-        for (int x = r.x0; x < r.x1; ++x) {
-            const uint64_t tile = tile_base + uint64_t(y) * a.tile_width + x;
-            keys[cursor] = (tile << 32) | depth_bits;
-            ids[cursor] = static_cast<int>(i);
-            ++cursor;
-        }
+    for_each_footprint_tile(f, a.tile_size, [&](int x, int y) {
+        const uint64_t tile = tile_base + uint64_t(y) * a.tile_width + x;
+        keys[cursor] = (tile << 32) | depth_bits;
+        ids[cursor] = static_cast<int>(i);
+        ++cursor;
+    });
 }
 
 // One thread per sorted intersection k: fills the offsets of the tiles from

@@ -81,6 +81,8 @@ struct IntersectArgs {
     const float* means2d;  // [C, N, 2]
     const int* radii;      // [C, N, 2]
     const float* depths;   // [C, N]
+    const float* conics;     // [C, N, 3]; null: no ellipse test (whole tile rectangles)
+    const float* opacities;  // [C, N]
 };
 
 size_t intersect_count_temp_bytes(int64_t CN);

@@ -99,4 +99,82 @@ HOST_DEVICE TileRect tile_rect(Vec2 mean2d, int radius_x, int radius_y, int tile
     return r;
 }
 
+// Lane-wise min / max for a float or a vector of floats (cpu/lanes.h).
+template <typename F>
+HOST_DEVICE F min_of(F a, F b) { return a < b ? a : b; }
+template <typename F>
+HOST_DEVICE F max_of(F a, F b) { return a > b ? a : b; }
+
+// The tile test of the intersection: a Gaussian is listed only in the tiles
+// of its bounding rectangle (from the radii) whose pixel centers its
+// alpha >= ALPHA_MIN region sigma <= s, s = log(opacity / ALPHA_MIN), can
+// reach. A thin diagonal Gaussian's rectangle holds many tiles it never
+// touches, and a 2 x 2 rectangle often a corner: each dropped tile saves the
+// blend a visit. The test must keep every tile the per-pixel test
+// (alpha_counts) accepts a pixel of, so s is widened for the rounding of
+// sigma in float, whose terms reach s * (a c / det) on thin ellipses and cancel.
+//
+// For a float or (CPU) a vector of Gaussians' conics (a, b, c) and opacities.
+template <typename F>
+HOST_DEVICE F reach_sigma(F a, F b, F c, F opacity) {
+    const F det = a * c - b * b;
+    const F s = fast_log(max_of(opacity, F{} + ALPHA_MIN) / ALPHA_MIN);
+    const F reach = s * (1.002f + 2e-6f * (a * c / det)) + 0.002f;
+    return (det > 0.f) & (a > 0.f) ? reach : F{} + 1e30f;  // not an ellipse: every tile
+}
+
+struct TileFootprint {
+    TileRect rect;
+    Vec2 mean;
+    Sym2 conic;
+    float reach;     // reach_sigma; 1e30: the whole rectangle
+    float v_per_u;   // -b / c: the v minimizing sigma for a given u
+    float u_per_v;   // -b / a: the u minimizing sigma for a given v
+};
+
+HOST_DEVICE TileFootprint tile_footprint(TileRect rect, Vec2 mean, Sym2 conic, float opacity) {
+    return {rect, mean, conic, reach_sigma(conic.a, conic.b, conic.c, opacity), -conic.b / conic.c,
+            -conic.b / conic.a};
+}
+
+HOST_DEVICE TileFootprint whole_rect_footprint(TileRect rect) { return {rect, {0.f, 0.f}, {0.f, 0.f, 0.f}, 1e30f, 0.f, 0.f}; }
+
+// Minimum of sigma(u, v) = 0.5 (a u^2 + 2 b u v + c v^2) over the box
+// [u0, u1] x [v0, v1] of offsets from the Gaussian's center. For a positive
+// definite conic it is 0 if the box holds the center, else it lies on one of
+// the two box edges nearest the center, u = U or v = V (0 clamped to the
+// box): along an edge, a 1D quadratic's minimum clamped to the edge.
+template <typename F>
+HOST_DEVICE F box_min_sigma(F a, F b, F c, F v_per_u, F u_per_v, F u0, F u1, F v0, F v1) {
+    const F U = min_of(max_of(F{}, u0), u1), V = min_of(max_of(F{}, v0), v1);
+    const F v_at_U = min_of(max_of(v_per_u * U, v0), v1), u_at_V = min_of(max_of(u_per_v * V, u0), u1);
+    const F on_u = 0.5f * (a * U * U + c * v_at_U * v_at_U) + b * U * v_at_U;
+    const F on_v = 0.5f * (a * u_at_V * u_at_V + c * V * V) + b * u_at_V * V;
+    return min_of(on_u, on_v);
+}
+
+// Does the footprint reach a pixel center of tile (x, y)? (NaN: yes)
+HOST_DEVICE bool tile_reached(const TileFootprint& f, int tile_size, int x, int y) {
+    if (f.reach >= 1e30f) return true;
+    const float ts = static_cast<float>(tile_size);
+    const float u0 = x * ts + 0.5f - f.mean.x, v0 = y * ts + 0.5f - f.mean.y;  // first pixel centers
+    const Sym2& q = f.conic;
+    const float sigma = box_min_sigma(q.a, q.b, q.c, f.v_per_u, f.u_per_v, u0, u0 + (ts - 1.f), v0, v0 + (ts - 1.f));
+    return !(sigma > f.reach);
+}
+
+// visit(x, y) for each tile of the footprint, row by row.
+template <typename Visit>
+HOST_DEVICE void for_each_footprint_tile(const TileFootprint& f, int tile_size, Visit&& visit) {
+    for (int y = f.rect.y0; y < f.rect.y1; ++y)
+        for (int x = f.rect.x0; x < f.rect.x1; ++x)
+            if (tile_reached(f, tile_size, x, y)) visit(x, y);
+}
+
+HOST_DEVICE int footprint_tile_count(const TileFootprint& f, int tile_size) {
+    int n = 0;
+    for_each_footprint_tile(f, tile_size, [&](int, int) { ++n; });
+    return n;
+}
+
 }  // namespace splat

@@ -111,6 +111,11 @@ HOST_DEVICE Mat3 zeros3() {
 // vectors of float or int32 lanes (the CPU blend's rows, cpu/lanes.h).
 HOST_DEVICE int32_t to_int_lanes(float x) { return static_cast<int32_t>(x); }
 HOST_DEVICE float to_float_lanes(int32_t i) { return static_cast<float>(i); }
+HOST_DEVICE int32_t float_bits_lanes(float f) {
+    union { float f; int32_t i; } u;
+    u.f = f;
+    return u.i;
+}
 HOST_DEVICE float bits_to_float_lanes(int32_t i) {
     union { int32_t i; float f; } u;
     u.i = i;
@@ -126,6 +131,13 @@ template <typename V, typename = std::enable_if_t<!std::is_arithmetic_v<V>>>
 inline auto to_float_lanes(V i) {
     typedef float F __attribute__((vector_size(sizeof(V))));
     return __builtin_convertvector(i, F);
+}
+template <typename V, typename = std::enable_if_t<!std::is_arithmetic_v<V>>>
+inline auto float_bits_lanes(V f) {
+    typedef int32_t I __attribute__((vector_size(sizeof(V))));
+    I i;
+    std::memcpy(&i, &f, sizeof(V));
+    return i;
 }
 template <typename V, typename = std::enable_if_t<!std::is_arithmetic_v<V>>>
 inline auto bits_to_float_lanes(V i) {
@@ -160,6 +172,35 @@ HOST_DEVICE F fast_exp(F x) {
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
     return p * bits_to_float_lanes((ni + 127) << 23);  // 2^n assembled in the exponent bits
+#endif
+}
+
+// Natural log of x >= 1 (finite) for per-Gaussian bounds: logf on CUDA; on
+// the CPU a Cephes-style polynomial (about 1 ulp), for a float or a vector
+// of floats, so loops over Gaussians vectorize.
+template <typename F>
+HOST_DEVICE F fast_log(F x) {
+#if defined(__CUDA_ARCH__)
+    return logf(x);
+#else
+    const auto bits = float_bits_lanes(x);
+    auto e = to_float_lanes(((bits >> 23) & 0xff) - 126);    // x = m 2^e, m in [0.5, 1)
+    F m = bits_to_float_lanes((bits & 0x007fffff) | 0x3f000000);
+    const auto small = m < 0.707106781186547524f;           // m in [sqrt(1/2), sqrt(2)) after the shift
+    e = small ? e - 1.f : e;
+    m = small ? m + m - 1.f : m - 1.f;
+    const F z = m * m;
+    F y = F{} + 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z - 2.12194440e-4f * e - 0.5f * z;
+    return m + y + 0.693359375f * e;
 #endif
 }
 
