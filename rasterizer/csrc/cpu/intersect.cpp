@@ -153,7 +153,7 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
     const int64_t tiles_per_image = tile_width * tile_height, n_tiles = C * tiles_per_image;
     const float *m2 = means2d.data_ptr<float>(), *dep = depths.data_ptr<float>();
     const int* rad = radii.data_ptr<int>();
-    // empty conics / opacities: no ellipse test, whole rectangles (gsplat's lists)
+    // empty conics / opacities: no reach test, whole rectangles (gsplat's lists)
     const bool cull = conics.numel() > 0;
     const float* q = cull ? conics.data_ptr<float>() : nullptr;
     const float* op = cull ? opacities.data_ptr<float>() : nullptr;

@@ -29,7 +29,7 @@ std::vector<Tensor> sh_colors_forward(int64_t degree, const Tensor& means, const
 std::vector<Tensor> sh_colors_backward(int64_t degree, const Tensor& means, const Tensor& viewmats,
                                        const Tensor& coeffs, const Tensor& raw, const Tensor& v_colors);
 
-// conics and opacities empty: no ellipse test (whole tile rectangles)
+// conics and opacities empty: no reach test (whole tile rectangles)
 std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, const Tensor& depths,
                                     const Tensor& conics, const Tensor& opacities, int64_t tile_size,
                                     int64_t tile_width, int64_t tile_height);

@@ -129,7 +129,7 @@ std::vector<Tensor> sh_colors_backward(int64_t degree, const Tensor& means, cons
 }
 
 // -> tiles_per_gauss [C, N], isect_offsets [C, tile_height, tile_width], flatten_ids [M]
-// conics and opacities empty: no ellipse test (whole tile rectangles)
+// conics and opacities empty: no reach test (whole tile rectangles)
 std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, const Tensor& depths,
                                     const Tensor& conics, const Tensor& opacities, int64_t tile_size,
                                     int64_t tile_width, int64_t tile_height) {

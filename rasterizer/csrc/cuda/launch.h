@@ -81,7 +81,7 @@ struct IntersectArgs {
     const float* means2d;  // [C, N, 2]
     const int* radii;      // [C, N, 2]
     const float* depths;   // [C, N]
-    const float* conics;     // [C, N, 3]; null: no ellipse test (whole tile rectangles)
+    const float* conics;     // [C, N, 3]; null: no reach test (whole tile rectangles)
     const float* opacities;  // [C, N]
 };
 
