@@ -166,7 +166,6 @@ def sh_colors(degree: int, means: Tensor, viewmats: Tensor, coeffs: Tensor) -> T
     return torch.clamp_min(spherical_harmonics(degree, dirs, coeffs) + 0.5, 0.0)
 
 
-@torch.no_grad()
 def _reach_sigma(conics: Tensor, opacities: Tensor) -> Tensor:
     """sigma bound of the alpha >= ALPHA_MIN region, log(opacity / ALPHA_MIN) widened
     for float rounding; 1e30 where the conic is not an ellipse (blend.h, reach_sigma)."""
@@ -190,6 +189,7 @@ def _box_min_sigma(conics: Tensor, u0: Tensor, u1: Tensor, v0: Tensor, v1: Tenso
     return torch.minimum(on_u, on_v)
 
 
+@torch.no_grad()
 def intersect_tiles(
     means2d: Tensor,  # [C, N, 2]
     radii: Tensor,  # [C, N, 2]
@@ -203,8 +203,8 @@ def intersect_tiles(
     """Which Gaussians touch which tile, sorted front to back within each tile.
 
     A Gaussian's tiles are those of its bounding rectangle (from radii); with
-    conics and opacities, only those its alpha >= ALPHA_MIN ellipse reaches
-    (a thin diagonal Gaussian misses most of its rectangle); without, the
+    conics and opacities, only those whose pixel centers its alpha >= ALPHA_MIN
+    region reaches (a thin diagonal Gaussian misses most of its rectangle); without, the
     whole rectangle, as in gsplat.
     Returns tiles_per_gauss [C, N] int32, isect_offsets [C, tile_height, tile_width]
     int32 (start of each tile's list in flatten_ids) and flatten_ids [M] int32
@@ -230,9 +230,9 @@ def intersect_tiles(
     if conics is not None:
         # keep the tiles with a pixel center the alpha >= ALPHA_MIN region can reach
         f32 = torch.float32
-        mean = means2d.detach().reshape(-1, 2)[ids].to(f32)
-        q = conics.detach().reshape(-1, 3)[ids].to(f32)
-        reach = _reach_sigma(q, opacities.detach().reshape(-1)[ids].to(f32))
+        mean = means2d.reshape(-1, 2)[ids].to(f32)
+        q = conics.reshape(-1, 3)[ids].to(f32)
+        reach = _reach_sigma(q, opacities.reshape(-1)[ids].to(f32))
         u0 = tx.to(f32) * tile_size + 0.5 - mean[:, 0]  # the tile's first pixel center
         v0 = ty.to(f32) * tile_size + 0.5 - mean[:, 1]
         box_min = _box_min_sigma(q, u0, u0 + (tile_size - 1), v0, v0 + (tile_size - 1))

@@ -161,11 +161,17 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
 
     Tensor tiles_per_gauss = torch::zeros({C, N}, radii.options());
     int* counts = tiles_per_gauss.data_ptr<int>();
+    // Gaussian i's rectangle, mean and conic (no reach test yet: whole rectangle)
+    auto placed = [&](int64_t i) {
+        TileFootprint f = whole_rect_footprint({0, 0, 0, 0});
+        f.mean = {m2[i * 2], m2[i * 2 + 1]};
+        f.rect = tile_rect(f.mean, rad[i * 2], rad[i * 2 + 1], ts, int(tile_width), int(tile_height));
+        if (cull) f.conic = {q[i * 3], q[i * 3 + 1], q[i * 3 + 2]};
+        return f;
+    };
     auto footprint = [&](int64_t i) {
-        const Vec2 mean = {m2[i * 2], m2[i * 2 + 1]};
-        const TileRect rect = tile_rect(mean, rad[i * 2], rad[i * 2 + 1], ts, int(tile_width), int(tile_height));
-        return cull ? tile_footprint(rect, mean, {q[i * 3], q[i * 3 + 1], q[i * 3 + 2]}, op[i])
-                    : whole_rect_footprint(rect);
+        const TileFootprint f = placed(i);
+        return cull ? tile_footprint(f.rect, f.mean, f.conic, op[i]) : f;
     };
     // visit(global tile index) for each reached tile of Gaussian i, from
     // scratch: for rectangles of more than 64 tiles, in every pass
@@ -190,15 +196,8 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
         for (int l = 0; l < BLOCK; ++l) {
             const int64_t i = i0 + l;
             const bool drawn = l < n && (rad[i * 2] > 0 || rad[i * 2 + 1] > 0);
-            if (!drawn) {
-                f[l] = whole_rect_footprint({0, 0, 0, 0});
-            } else if (vector) {  // the block computes the rest
-                f[l].mean = {m2[i * 2], m2[i * 2 + 1]};
-                f[l].rect = tile_rect(f[l].mean, rad[i * 2], rad[i * 2 + 1], ts, int(tile_width), int(tile_height));
-                f[l].conic = {q[i * 3], q[i * 3 + 1], q[i * 3 + 2]};
-            } else {
-                f[l] = footprint(i);
-            }
+            // in a vector block, reached_bits_block does the rest of the footprint
+            f[l] = !drawn ? whole_rect_footprint({0, 0, 0, 0}) : vector ? placed(i) : footprint(i);
         }
         if (vector) reached_bits_block(f, op + i0, ts, bits);
         for (int l = 0; l < n; ++l) {

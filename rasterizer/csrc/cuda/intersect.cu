@@ -1,6 +1,6 @@
 // Tile binning with one global radix sort:
-//   count: tiles each (camera, Gaussian) touches (its rectangle less the tiles
-//          its alpha >= 1/255 ellipse misses, blend.h), then an inclusive scan;
+//   count: tiles each (camera, Gaussian) is listed in (those of its rectangle
+//          its alpha >= 1/255 region reaches, blend.h), then an inclusive scan;
 //   sort:  one 64-bit key per intersection, (global tile << 32) | depth bits,
 //          where global tile = camera * tiles_per_image + tile (so the key is
 //          camera | tile | depth), sorted by CUB's stable radix sort; ties in
@@ -37,10 +37,11 @@ __global__ void count_kernel(IntersectArgs a, int* tiles_per_gauss, int64_t* cou
 __global__ void keys_kernel(IntersectArgs a, const int64_t* cum, uint64_t* keys, int* ids) {
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= a.C * a.N) return;
+    // start of this Gaussian's keys: the inclusive scan's previous entry (its
+    // own count would repeat the reach test of count_kernel)
+    int64_t cursor = i == 0 ? 0 : cum[i - 1];
+    if (cursor == cum[i]) return;
     const TileFootprint f = gaussian_footprint(a, i);
-    const int n = footprint_tile_count(f, a.tile_size);
-    if (n == 0) return;
-    int64_t cursor = cum[i] - n;
     const uint64_t tile_base = uint64_t(i / a.N) * uint64_t(a.tile_width) * uint64_t(a.tile_height);
     // depth > near_plane > 0 for rendered Gaussians: bit order == float order
     const uint64_t depth_bits = __float_as_uint(a.depths[i]);
