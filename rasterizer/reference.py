@@ -189,6 +189,14 @@ def _box_min_sigma(conics: Tensor, u0: Tensor, u1: Tensor, v0: Tensor, v1: Tenso
     return torch.minimum(on_u, on_v)
 
 
+def _tile_min_sigma(conics: Tensor, means: Tensor, tx: Tensor, ty: Tensor, tile_size: int) -> Tensor:
+    """Minimum of sigma over the pixel centers of tile (tx, ty), the box from its
+    first pixel center to its last (blend.h, tile_min_sigma)."""
+    u0 = tx.to(torch.float32) * tile_size + 0.5 - means[:, 0]
+    v0 = ty.to(torch.float32) * tile_size + 0.5 - means[:, 1]
+    return _box_min_sigma(conics, u0, u0 + (tile_size - 1), v0, v0 + (tile_size - 1))
+
+
 @torch.no_grad()
 def intersect_tiles(
     means2d: Tensor,  # [C, N, 2]
@@ -233,10 +241,7 @@ def intersect_tiles(
         mean = means2d.reshape(-1, 2)[ids].to(f32)
         q = conics.reshape(-1, 3)[ids].to(f32)
         reach = _reach_sigma(q, opacities.reshape(-1)[ids].to(f32))
-        u0 = tx.to(f32) * tile_size + 0.5 - mean[:, 0]  # the tile's first pixel center
-        v0 = ty.to(f32) * tile_size + 0.5 - mean[:, 1]
-        box_min = _box_min_sigma(q, u0, u0 + (tile_size - 1), v0, v0 + (tile_size - 1))
-        reached = (reach >= 1e30) | ~(box_min > reach)
+        reached = (reach >= 1e30) | ~(_tile_min_sigma(q, mean, tx, ty, tile_size) > reach)
         ids, tx, ty = ids[reached], tx[reached], ty[reached]
     counts = torch.bincount(ids, minlength=C * N).reshape(C, N)
     cam = ids // N

@@ -71,62 +71,59 @@ uint64_t low_bits(int n) { return n >= 64 ? ~uint64_t(0) : (uint64_t(1) << n) - 
 // The reached-tile bits of 16 Gaussians at once, one per vector lane, for
 // rectangles of up to 32 tiles (the others get 0): the scalar test costs
 // 20-30 ns per Gaussian, more than the blend saves on small rectangles.
-// Same formulas as tile_reached (blend.h), in the same order of operations.
+// The test is tile_min_sigma (blend.h) on vectors, as in tile_reached.
 constexpr int BLOCK = 16;
 constexpr int BLOCK_MAX_AREA = 32;
+using BlockF = Lanes<BLOCK>::F;
 
 // f: rect, mean and conic set; fills in the rest (as tile_footprint does).
 void reached_bits_block(TileFootprint (&f)[BLOCK], const float* opacities, int tile_size,
                         uint64_t (&bits_out)[BLOCK]) {
-    using L = Lanes<BLOCK>;
-    using F = L::F;
-    using I = L::I;
-    F a, b, c, opacity, mx, my, x0, y0, h, area;
+    using I = Lanes<BLOCK>::I;
+    BlockF a, b, c, mx, my, opacity, x0, y0, h, area;
     int max_area = 0;
     for (int l = 0; l < BLOCK; ++l) {
         const TileRect& r = f[l].rect;
-        a[l] = f[l].conic.a, b[l] = f[l].conic.b, c[l] = f[l].conic.c, opacity[l] = opacities[l];
-        mx[l] = f[l].mean.x, my[l] = f[l].mean.y;
+        const EllipseReach<float>& e = f[l].ellipse;
+        a[l] = e.a, b[l] = e.b, c[l] = e.c, mx[l] = e.mean_x, my[l] = e.mean_y, opacity[l] = opacities[l];
         x0[l] = float(r.x0), y0[l] = float(r.y0), h[l] = float(r.y1 - r.y0);
         const int n = (r.x1 - r.x0) * (r.y1 - r.y0);
         area[l] = float(n);
         if (n <= BLOCK_MAX_AREA) max_area = std::max(max_area, n);
     }
-    const F reach = reach_sigma(a, b, c, opacity), v_per_u = -b / c, u_per_v = -b / a;
-    for (int l = 0; l < BLOCK; ++l) f[l].reach = reach[l], f[l].v_per_u = v_per_u[l], f[l].u_per_v = u_per_v[l];
-    const float ts = float(tile_size), span = ts - 1.f;
+    const EllipseReach<BlockF> e = ellipse_reach(a, b, c, mx, my, opacity);
+    for (int l = 0; l < BLOCK; ++l)
+        f[l].ellipse = {e.a[l], e.b[l], e.c[l], e.mean_x[l], e.mean_y[l], e.v_per_u[l], e.u_per_v[l], e.reach[l]};
     I bits = I{};
     for (int t = 0; t < max_area; ++t) {  // tile t of each rectangle, column-major
-        const F col = to_float_lanes(to_int_lanes((float(t) + 0.5f) / h)), row = float(t) - col * h;
-        const F u0 = (x0 + col) * ts + 0.5f - mx, v0 = (y0 + row) * ts + 0.5f - my;
-        const F sigma = box_min_sigma(a, b, c, v_per_u, u_per_v, u0, u0 + span, v0, v0 + span);
-        bits |= ~(sigma > reach) & (float(t) < area) & int32_t(uint32_t(1) << t);
+        const BlockF col = to_float_lanes(to_int_lanes((float(t) + 0.5f) / h)), row = float(t) - col * h;
+        const BlockF sigma = tile_min_sigma(e, x0 + col, y0 + row, float(tile_size));
+        bits |= ~(sigma > e.reach) & (float(t) < area) & int32_t(uint32_t(1) << t);
     }
     for (int l = 0; l < BLOCK; ++l) bits_out[l] = area[l] <= BLOCK_MAX_AREA ? uint32_t(bits[l]) : 0;
 }
 
 // visit(x, y) for each reached tile of one Gaussian's rectangle, 16 tiles
-// per vector: for rectangles too large for a block (same formulas again).
+// per vector: for rectangles too large for a block.
 template <typename Visit>
 void for_each_reached_tile(const TileFootprint& f, int tile_size, Visit&& visit) {
-    using L = Lanes<BLOCK>;
-    using F = L::F;
     const TileRect& r = f.rect;
     const int h = r.y1 - r.y0, area = (r.x1 - r.x0) * h;
-    if (f.reach >= 1e30f) {  // no test: the whole rectangle
+    const EllipseReach<float>& s = f.ellipse;
+    if (s.reach >= 1e30f) {  // no test: the whole rectangle
         for (int x = r.x0; x < r.x1; ++x)
             for (int y = r.y0; y < r.y1; ++y) visit(x, y);
         return;
     }
-    const float ts = float(tile_size), span = ts - 1.f, hf = float(h);
-    const F a = F{} + f.conic.a, b = F{} + f.conic.b, c = F{} + f.conic.c;
-    const F v_per_u = F{} + f.v_per_u, u_per_v = F{} + f.u_per_v;
+    const float hf = float(h);
+    const BlockF zero = {};
+    const EllipseReach<BlockF> e = {zero + s.a,       zero + s.b,       zero + s.c,       zero + s.mean_x,
+                                    zero + s.mean_y,  zero + s.v_per_u, zero + s.u_per_v, zero + s.reach};
     for (int t0 = 0; t0 < area; t0 += BLOCK) {
-        const F t = L::index() + float(t0);
-        const F col = to_float_lanes(to_int_lanes((t + 0.5f) / hf)), row = t - col * hf;
-        const F u0 = (float(r.x0) + col) * ts + 0.5f - f.mean.x, v0 = (float(r.y0) + row) * ts + 0.5f - f.mean.y;
-        const F sigma = box_min_sigma(a, b, c, v_per_u, u_per_v, u0, u0 + span, v0, v0 + span);
-        const auto hit = ~(sigma > f.reach) & (t < float(area));
+        const BlockF t = Lanes<BLOCK>::index() + float(t0);
+        const BlockF col = to_float_lanes(to_int_lanes((t + 0.5f) / hf)), row = t - col * hf;
+        const BlockF sigma = tile_min_sigma(e, float(r.x0) + col, float(r.y0) + row, float(tile_size));
+        const auto hit = ~(sigma > e.reach) & (t < float(area));
         for (int l = 0; l < BLOCK; ++l)
             if (hit[l]) visit(r.x0 + int(col[l]), r.y0 + int(row[l]));
     }
@@ -163,15 +160,16 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
     int* counts = tiles_per_gauss.data_ptr<int>();
     // Gaussian i's rectangle, mean and conic (no reach test yet: whole rectangle)
     auto placed = [&](int64_t i) {
-        TileFootprint f = whole_rect_footprint({0, 0, 0, 0});
-        f.mean = {m2[i * 2], m2[i * 2 + 1]};
-        f.rect = tile_rect(f.mean, rad[i * 2], rad[i * 2 + 1], ts, int(tile_width), int(tile_height));
-        if (cull) f.conic = {q[i * 3], q[i * 3 + 1], q[i * 3 + 2]};
+        const Vec2 mean = {m2[i * 2], m2[i * 2 + 1]};
+        TileFootprint f = whole_rect_footprint(tile_rect(mean, rad[i * 2], rad[i * 2 + 1], ts, int(tile_width), int(tile_height)));
+        f.ellipse.mean_x = mean.x, f.ellipse.mean_y = mean.y;
+        if (cull) f.ellipse.a = q[i * 3], f.ellipse.b = q[i * 3 + 1], f.ellipse.c = q[i * 3 + 2];
         return f;
     };
     auto footprint = [&](int64_t i) {
         const TileFootprint f = placed(i);
-        return cull ? tile_footprint(f.rect, f.mean, f.conic, op[i]) : f;
+        const EllipseReach<float>& e = f.ellipse;
+        return cull ? tile_footprint(f.rect, {e.mean_x, e.mean_y}, {e.a, e.b, e.c}, op[i]) : f;
     };
     // visit(global tile index) for each reached tile of Gaussian i, from
     // scratch: for rectangles of more than 64 tiles, in every pass

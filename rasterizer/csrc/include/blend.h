@@ -123,22 +123,6 @@ HOST_DEVICE F reach_sigma(F a, F b, F c, F opacity) {
     return (det > 0.f) & (a > 0.f) ? reach : F{} + 1e30f;  // not an ellipse: every tile
 }
 
-struct TileFootprint {
-    TileRect rect;
-    Vec2 mean;
-    Sym2 conic;
-    float reach;     // reach_sigma; 1e30: the whole rectangle
-    float v_per_u;   // -b / c: the v minimizing sigma for a given u
-    float u_per_v;   // -b / a: the u minimizing sigma for a given v
-};
-
-HOST_DEVICE TileFootprint tile_footprint(TileRect rect, Vec2 mean, Sym2 conic, float opacity) {
-    return {rect, mean, conic, reach_sigma(conic.a, conic.b, conic.c, opacity), -conic.b / conic.c,
-            -conic.b / conic.a};
-}
-
-HOST_DEVICE TileFootprint whole_rect_footprint(TileRect rect) { return {rect, {0.f, 0.f}, {0.f, 0.f, 0.f}, 1e30f, 0.f, 0.f}; }
-
 // Minimum of sigma(u, v) = 0.5 (a u^2 + 2 b u v + c v^2) over the box
 // [u0, u1] x [v0, v1] of offsets from the Gaussian's center. For a positive
 // definite conic it is 0 if the box holds the center, else it lies on one of
@@ -153,14 +137,50 @@ HOST_DEVICE F box_min_sigma(F a, F b, F c, F v_per_u, F u_per_v, F u0, F u1, F v
     return min_of(on_u, on_v);
 }
 
+// A Gaussian's side of the tile test, for one Gaussian (F = float) or, on
+// the CPU, a vector of Gaussians: conic, center, the slopes box_min_sigma
+// needs, and reach_sigma (1e30: every tile).
+template <typename F>
+struct EllipseReach {
+    F a, b, c, mean_x, mean_y;
+    F v_per_u;  // -b / c: the v minimizing sigma for a given u
+    F u_per_v;  // -b / a: the u minimizing sigma for a given v
+    F reach;
+};
+
+template <typename F>
+HOST_DEVICE EllipseReach<F> ellipse_reach(F a, F b, F c, F mean_x, F mean_y, F opacity) {
+    return {a, b, c, mean_x, mean_y, -b / c, -b / a, reach_sigma(a, b, c, opacity)};
+}
+
+// Minimum of sigma over the pixel centers of tile (x, y): the box from the
+// tile's first pixel center to its last. The one formula of the test, for the
+// scalar loops here and the CPU's vector loops alike.
+template <typename F>
+HOST_DEVICE F tile_min_sigma(const EllipseReach<F>& e, F x, F y, float tile_size) {
+    const F u0 = x * tile_size + 0.5f - e.mean_x, v0 = y * tile_size + 0.5f - e.mean_y;
+    const float span = tile_size - 1.f;
+    return box_min_sigma(e.a, e.b, e.c, e.v_per_u, e.u_per_v, u0, u0 + span, v0, v0 + span);
+}
+
+// A Gaussian's tile rectangle and the ellipse tested against its tiles.
+struct TileFootprint {
+    TileRect rect;
+    EllipseReach<float> ellipse;
+};
+
+HOST_DEVICE TileFootprint tile_footprint(TileRect rect, Vec2 mean, Sym2 conic, float opacity) {
+    return {rect, ellipse_reach(conic.a, conic.b, conic.c, mean.x, mean.y, opacity)};
+}
+
+HOST_DEVICE TileFootprint whole_rect_footprint(TileRect rect) {
+    return {rect, {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 1e30f}};
+}
+
 // Does the footprint reach a pixel center of tile (x, y)? (NaN: yes)
 HOST_DEVICE bool tile_reached(const TileFootprint& f, int tile_size, int x, int y) {
-    if (f.reach >= 1e30f) return true;
-    const float ts = static_cast<float>(tile_size);
-    const float u0 = x * ts + 0.5f - f.mean.x, v0 = y * ts + 0.5f - f.mean.y;  // first pixel centers
-    const Sym2& q = f.conic;
-    const float sigma = box_min_sigma(q.a, q.b, q.c, f.v_per_u, f.u_per_v, u0, u0 + (ts - 1.f), v0, v0 + (ts - 1.f));
-    return !(sigma > f.reach);
+    if (f.ellipse.reach >= 1e30f) return true;
+    return !(tile_min_sigma(f.ellipse, float(x), float(y), float(tile_size)) > f.ellipse.reach);
 }
 
 // visit(x, y) for each tile of the footprint, row by row.
