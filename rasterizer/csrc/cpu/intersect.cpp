@@ -92,8 +92,8 @@ void reached_bits_block(TileFootprint (&f)[BLOCK], const float* opacities, int t
         if (n <= BLOCK_MAX_AREA) max_area = std::max(max_area, n);
     }
     const EllipseReach<BlockF> e = ellipse_reach(a, b, c, mx, my, opacity);
-    for (int l = 0; l < BLOCK; ++l)
-        f[l].ellipse = {e.a[l], e.b[l], e.c[l], e.mean_x[l], e.mean_y[l], e.v_per_u[l], e.u_per_v[l], e.reach[l]};
+    for (int l = 0; l < BLOCK; ++l)  // the conic and center are there already
+        f[l].ellipse.v_per_u = e.v_per_u[l], f[l].ellipse.u_per_v = e.u_per_v[l], f[l].ellipse.reach = e.reach[l];
     I bits = I{};
     for (int t = 0; t < max_area; ++t) {  // tile t of each rectangle, column-major
         const BlockF col = to_float_lanes(to_int_lanes((float(t) + 0.5f) / h)), row = float(t) - col * h;
