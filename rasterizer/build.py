@@ -27,6 +27,11 @@ CSRC = Path(__file__).parent / "csrc"
 _loaded: dict[str, ModuleType] = {}
 
 
+def loaded(name: str) -> ModuleType | None:
+    """The extension `name` ("cpu", "cuda") if this process has loaded it; builds nothing."""
+    return _loaded.get(name)
+
+
 def build_dir() -> Path:
     root = os.environ.get("SPLAT_BUILD_DIR") or Path.home() / ".cache" / "splat" / "build"
     return Path(root)

@@ -23,14 +23,41 @@ def _check_tensor(name: str, x, shape: tuple, device: torch.device, dtype: torch
         raise ValueError(f"{name} is on {x.device} but means is on {device}; put all inputs on one device")
 
 
+def _cpu_scanner(tensors: list[Tensor]):
+    """The CPU extension, if this process has loaded it and it can scan these
+    tensors (float32, contiguous, on the CPU): its value checks skip torch's
+    dispatches and thread wake-ups. None otherwise; a check never builds it."""
+    from splat.rasterizer import build
+
+    ext = build.loaded("cpu")
+    if ext is None or not all(x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous() for x in tensors):
+        return None
+    return ext
+
+
+def _has_zero_quaternion(quats: Tensor) -> bool:
+    ext = _cpu_scanner([quats])
+    if ext is not None:
+        return ext.any_zero_quaternion(quats)
+    # (a matrix-vector product: torch's reductions over a last dim of 4 are slow)
+    return bool((quats.abs() @ quats.new_ones(4)).min() == 0)
+
+
 def _check_finite(named: dict[str, Tensor]) -> None:
     """ValueError naming the first tensor with a NaN or infinite value."""
+    names, tensors = list(named), list(named.values())
+    ext = _cpu_scanner(tensors)
+    if ext is not None:
+        bad = ext.first_non_finite(tensors)
+        if bad >= 0:
+            raise ValueError(f"{names[bad]} contains NaN or infinite values")
+        return
     # A finite sum proves every element finite: one pass per tensor and a
     # single test of all the sums (per-tensor tests cost more than the sums on
     # small scenes). Only a sum that is not finite, possibly an overflow of
     # large finite values, needs the element-wise test.
     with torch.no_grad():
-        if bool(torch.isfinite(torch.stack([x.sum() for x in named.values()])).all()):
+        if bool(torch.isfinite(torch.stack([x.sum() for x in tensors])).all()):
             return
         for name, x in named.items():
             if not bool(torch.isfinite(x).all()):
@@ -69,8 +96,7 @@ def validate_inputs(
         raise ValueError(f"need 0 < near_plane < far_plane, got near_plane={near_plane}, far_plane={far_plane}")
     if eps2d < 0:
         raise ValueError(f"eps2d must be >= 0, got {eps2d}")
-    # (a matrix-vector product: torch's reductions over a last dim of 4 are slow)
-    if N and bool((quats.abs() @ quats.new_ones(4)).min() == 0):
+    if N and _has_zero_quaternion(quats):
         raise ValueError("quats contains zero-length quaternions")
     if (Ks[:, 0, 0] <= 0).any() or (Ks[:, 1, 1] <= 0).any():
         raise ValueError("Ks must have positive focal lengths fx = K[0,0] and fy = K[1,1]")

@@ -39,6 +39,56 @@ def test_bad_input_names_the_argument(make_scene, change, name):
         rasterize(**scene, backend="torch")
 
 
+@pytest.mark.parametrize("scanner", ["cpu extension", "torch"])
+@pytest.mark.parametrize(
+    "change, name",
+    [
+        (lambda s: s["means"].__setitem__((9, 2), float("nan")), "means"),
+        (lambda s: s["colors"].__setitem__((0, 0), float("-inf")), "colors"),
+        (lambda s: s["opacities"].__setitem__(4, float("inf")), "opacities"),
+        (lambda s: s["viewmats"].__setitem__((0, 3, 3), float("nan")), "viewmats"),
+        (lambda s: s["quats"].__setitem__(7, torch.tensor([0.0, -0.0, 0.0, -0.0])), "zero-length"),
+    ],
+)
+def test_value_checks_on_both_paths(cpu_backend, make_scene, monkeypatch, scanner, change, name):
+    """The value scans run in the CPU extension once it is loaded (float32,
+    contiguous inputs) and in torch otherwise: the same errors either way."""
+    from splat.rasterizer import build
+
+    if scanner == "torch":
+        monkeypatch.setattr(build, "loaded", lambda name: None)
+    scene = make_scene(n=10)
+    rasterize(**scene, backend="cpu")  # clean input passes
+    change(scene)
+    with pytest.raises(ValueError, match=name):
+        rasterize(**scene, backend="cpu")
+
+
+def test_value_scans_of_the_cpu_extension(cpu_backend):
+    """first_non_finite and any_zero_quaternion against torch's own tests, at
+    lengths around the vector width and every kind of non-finite value."""
+    ext = cpu_backend.load_extension()
+    big = torch.finfo(torch.float32).max
+    edge = torch.tensor([big, -big, 1e-45, -1e-45, -0.0, 0.0])  # finite, sum overflows
+    assert ext.first_non_finite([edge]) == -1
+    for n in (1, 15, 16, 17, 100, 40_000):
+        base = torch.randn(n)
+        assert ext.first_non_finite([base, base]) == -1
+        for pos in sorted({0, n // 2, n - 1}):
+            for bad in (float("nan"), float("inf"), float("-inf")):
+                x = base.clone()
+                x[pos] = bad
+                assert ext.first_non_finite([base, x, base]) == 1, (n, pos, bad)
+                assert ext.first_non_finite([x, base]) == 0
+    quats = torch.randn(33, 4)
+    assert not ext.any_zero_quaternion(quats)
+    quats[32] = torch.tensor([0.0, 0.0, 1e-45, 0.0])  # tiny but not zero, as torch sees it
+    assert not ext.any_zero_quaternion(quats)
+    assert bool((quats.abs() @ torch.ones(4)).min() > 0)
+    quats[32] = torch.tensor([-0.0, 0.0, -0.0, 0.0])
+    assert ext.any_zero_quaternion(quats)
+
+
 def test_bad_options(make_scene):
     scene = make_scene(n=10)
     with pytest.raises(ValueError, match="render_mode"):

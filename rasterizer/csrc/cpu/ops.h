@@ -44,6 +44,12 @@ std::vector<Tensor> blend_backward(const Tensor& means2d, const Tensor& conics, 
                                    const Tensor& last_ids, const Tensor& v_render_colors,
                                    const Tensor& v_render_alphas, bool absgrad);
 
+// Input validation (float32, contiguous): the index of the first tensor
+// holding a NaN or an infinity, or -1; whether quats [N, 4] holds a
+// zero-length quaternion.
+int64_t first_non_finite(const std::vector<Tensor>& tensors);
+bool any_zero_quaternion(const Tensor& quats);
+
 // Threads for the parallel loops: torch's setting, so torch.set_num_threads applies.
 int num_threads();
 
