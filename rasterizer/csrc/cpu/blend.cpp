@@ -121,6 +121,19 @@ std::pair<int, int> visible_rows(float mean_y, float ext, const TileGeometry& t)
     return {int(std::max(lo, 0.f)), int(std::min(hi, float(t.height - 1)))};
 }
 
+// sigma (blend.h, gaussian_sigma) along the rows of a tile for one Gaussian,
+// as 0.5 a dx^2 + dy (b dx + 0.5 c dy): the dx terms once per visit, and a
+// row adds only a short chain to the alpha's. The loops are bound by how
+// many rows' alpha chains the core keeps in flight, so each cycle off the
+// chain counts.
+template <typename F>
+struct RowSigma {
+    F half_a_dx2, b_dx;
+    float half_c;
+    RowSigma(Sym2 q, F dx) : half_a_dx2(0.5f * q.a * dx * dx), b_dx(q.b * dx), half_c(0.5f * q.c) {}
+    F at(float dy) const { return half_a_dx2 + dy * (b_dx + half_c * dy); }
+};
+
 // Forward: per-pixel outputs plus per-intersection weight and pixel count.
 // A vector of W lanes holds one tile row (lanes past the row are padding,
 // marked done); CD > 0: the channel count is a compile-time constant (RGB),
@@ -160,12 +173,12 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
         if (!(op >= ALPHA_MIN)) continue;
         const auto [r0, r1] = visible_rows(my, gs[7], t);
         const F rel = F{} + float(k - start + 1), dx = mx - px;
+        const RowSigma<F> row_sigma(q, dx);
         F w_sum = F{};   // per lane, over the rows: the Gaussian's blend weight
         I n_used = I{};  // and the pixels it was blended into
         for (int r = r0; r <= r1; ++r) {
             if (row_live[r] == 0) continue;  // every pixel of this row has stopped
-            const F dy = F{} + (my - (t.y0 + r + 0.5f));
-            const F sigma = gaussian_sigma(q, dx, dy);
+            const F sigma = row_sigma.at(my - (t.y0 + r + 0.5f));
             const F raw = gaussian_alpha_raw(op, sigma);
             const F alpha = clamp_alpha(raw), Tr = T[r];
             const I live = (done[r] == 0.f) & alpha_counts(sigma, raw);
@@ -256,6 +269,7 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
         const auto [r0, r1] = visible_rows(my, gs[7], t);
         const float rel = float(k - start);
         const F dx = mx - px;
+        const RowSigma<F> row_sigma(q, dx);
         // Per lane (pixel column), summed over the rows: dL/dopacity and, as
         // sigma_backward is linear in v_sigma, sum v_sigma, dy v_sigma and
         // dy^2 v_sigma, from which the conic and mean gradients follow below.
@@ -266,7 +280,7 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
             if (rel >= row_last[r]) continue;  // no pixel of this row reached Gaussian k
             const float dy_r = my - (t.y0 + r + 0.5f);
             const F dy = F{} + dy_r;
-            const F sigma = gaussian_sigma(q, dx, dy);
+            const F sigma = row_sigma.at(dy_r);
             const F raw = gaussian_alpha_raw(op, sigma);
             const F alpha = clamp_alpha(raw);
             const I active = (rel < last[r]) & alpha_counts(sigma, raw);

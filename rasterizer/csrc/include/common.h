@@ -161,16 +161,19 @@ HOST_DEVICE F fast_exp(F x) {
 #else
     x = x > -50.0f ? x : F{} - 50.0f;
     x = x < 88.0f ? x : F{} + 88.0f;
-    const auto ni = to_int_lanes(x * 1.44269504088896341f + 128.5f) - 128;  // round without a libm call
-    const F n = to_float_lanes(ni);
-    F r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    F p = F{} + 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    // n = round(x / ln 2) by the adder: 1.5 * 2^23 has an ulp of 1, so the sum
+    // rounds to an integer, whose value sits in the low mantissa bits
+    const F shifted = x * 1.44269504088896341f + 12582912.0f;
+    const F n = shifted - 12582912.0f;
+    const auto ni = float_bits_lanes(shifted) - 0x4b400000;  // n as an integer
+    const F r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    // the polynomial by Estrin's scheme: pairs of terms in parallel, a
+    // shorter dependency chain than Horner's for the same operations
+    const F r2 = r * r, r4 = r2 * r2;
+    const F q01 = r * 1.6666665459e-1f + 5.0000001201e-1f, q23 = r * 8.3334519073e-3f + 4.1665795894e-2f;
+    const F q45 = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    const F q = (q23 * r2 + q01) + q45 * r4;
+    const F p = q * r2 + (r + 1.0f);
     return p * bits_to_float_lanes((ni + 127) << 23);  // 2^n assembled in the exponent bits
 #endif
 }
