@@ -284,15 +284,21 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
             const F raw = gaussian_alpha_raw(op, sigma);
             const F alpha = clamp_alpha(raw);
             const I active = (rel < last[r]) & alpha_counts(sigma, raw);
+            // dL/dalpha of this sample (masked below) is
+            //   ra (Tf va - sum_ch buf v) + Tk sum_ch color v:
+            // both sums are ready before alpha, off its chain
+            F color_v = F{}, buf_v = F{};
+            for (int ch = 0; ch < D; ++ch) {
+                color_v += color[ch] * vc[ch * ts + r];
+                buf_v += buf[ch * ts + r] * vc[ch * ts + r];
+            }
             const F ra = 1.f / (1.f - alpha);
             const F Tk = T[r] * ra;
             const F w = active ? alpha * Tk : F{};
-            F v_a = Tf[r] * ra * va[r];  // dL/dalpha of this sample, masked below
+            const F v_a = ra * (Tf[r] * va[r] - buf_v) + Tk * color_v;
             T[r] = active ? Tk : T[r];
             for (int ch = 0; ch < D; ++ch) {
-                const F v = vc[ch * ts + r];
-                g_color[ch] += w * v;
-                v_a += (color[ch] * Tk - buf[ch * ts + r] * ra) * v;
+                g_color[ch] += w * vc[ch * ts + r];
                 buf[ch * ts + r] += color[ch] * w;
             }
             const AlphaGradOf<F> s = alpha_backward_to_sigma(op, sigma, active ? v_a : F{});
