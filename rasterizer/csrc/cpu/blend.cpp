@@ -150,7 +150,7 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
     F* last = done + ts;                   // [ts] count of Gaussians blended (exact in float)
     F* acc = last + ts;                    // [D, ts] blended channels
     float* rows = reinterpret_cast<float*>(acc + D * ts);  // [CHUNK, stride] the current chunk of the tile's list
-    int row_live[64];                      // pixels still blending, per row (ts <= 64)
+    bool row_open[64];                     // per row: some pixel still blending (ts <= 64)
     const TileGeometry t = tile_geometry(in, tile);
     const F lane = L::index();
     const F outside = lane < float(t.width) ? F{} : F{} + 1.f;
@@ -159,12 +159,12 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
         last[r] = F{};
         done[r] = r < t.height ? outside : F{} + 1.f;
         for (int ch = 0; ch < D; ++ch) acc[ch * ts + r] = F{};
-        row_live[r] = r < t.height ? t.width : 0;
+        row_open[r] = r < t.height;
     }
     const F px = lane + (t.x0 + 0.5f);  // pixel centers of a row
     const int64_t start = in.offsets[tile], end = in.tile_end(tile);
-    int n_live = t.width * t.height;
-    for (int64_t k = start; k < end && n_live > 0; ++k) {
+    int open_rows = t.height;
+    for (int64_t k = start; k < end && open_rows > 0; ++k) {
         if ((k - start) % CHUNK == 0) gather_chunk(in, k, std::min(end, k + CHUNK), rows);
         const float* gs = rows + (k - start) % CHUNK * in.stride();
         const float mx = gs[0], my = gs[1], op = gs[5];
@@ -177,24 +177,28 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
         F w_sum = F{};   // per lane, over the rows: the Gaussian's blend weight
         I n_used = I{};  // and the pixels it was blended into
         for (int r = r0; r <= r1; ++r) {
-            if (row_live[r] == 0) continue;  // every pixel of this row has stopped
+            if (!row_open[r]) continue;  // every pixel of this row has stopped
             const F sigma = row_sigma.at(my - (t.y0 + r + 0.5f));
             const F raw = gaussian_alpha_raw(op, sigma);
             const F alpha = clamp_alpha(raw), Tr = T[r];
             const I live = (done[r] == 0.f) & alpha_counts(sigma, raw);
             const F next_T = Tr * (1.f - alpha);
+            // Lanes stop before a Gaussian that would take T below T_MIN:
+            // rare (once per pixel), so a branch, which the weight and the
+            // updates below need not wait for, instead of a mask they would.
+            I use = live;
             const I stop = live & (next_T <= T_MIN);
-            const I use = live & ~stop;
+            if (__builtin_expect(L::count(stop) != 0, 0)) {
+                use = live & ~stop;
+                done[r] = stop ? F{} + 1.f : done[r];
+                if (L::count(done[r] != 0.f) == W) row_open[r] = false, --open_rows;
+            }
             const F w = use ? alpha * Tr : F{};
             w_sum += w;
             n_used -= use;  // masks are -1
             T[r] = use ? next_T : Tr;
-            done[r] = stop ? F{} + 1.f : done[r];
             last[r] = use ? rel : last[r];
             for (int ch = 0; ch < D; ++ch) acc[ch * ts + r] += w * color[ch];
-            const int stops = L::count(stop);
-            n_live -= stops;
-            row_live[r] -= stops;
         }
         isect_weight[k] = L::sum(w_sum);
         int n = 0;
