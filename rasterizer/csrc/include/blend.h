@@ -21,7 +21,7 @@ template <typename F>
 HOST_DEVICE F gaussian_alpha_raw(float opacity, F sigma) { return opacity * fast_exp(-sigma); }
 
 template <typename F>
-HOST_DEVICE F clamp_alpha(F raw) { return raw < ALPHA_MAX ? raw : F{} + ALPHA_MAX; }
+HOST_DEVICE F clamp_alpha(F raw) { return min_of(raw, F{} + ALPHA_MAX); }
 
 // Does a sample contribute at all? (negative sigma: degenerate conic). Tested on
 // the unclamped alpha, which is equivalent (ALPHA_MAX > ALPHA_MIN) and needs
@@ -98,12 +98,6 @@ HOST_DEVICE TileRect tile_rect(Vec2 mean2d, int radius_x, int radius_y, int tile
     r.y1 = static_cast<int>(min_f(max_f(ceilf((mean2d.y + radius_y) / ts), 0.f), th));
     return r;
 }
-
-// Lane-wise min / max for a float or a vector of floats (cpu/lanes.h).
-template <typename F>
-HOST_DEVICE F min_of(F a, F b) { return a < b ? a : b; }
-template <typename F>
-HOST_DEVICE F max_of(F a, F b) { return a > b ? a : b; }
 
 // The tile test of the intersection: a Gaussian is listed only in the tiles
 // of its bounding rectangle (from the radii) whose pixel centers its

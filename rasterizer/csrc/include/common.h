@@ -7,6 +7,10 @@
 #include <cstring>
 #include <type_traits>
 
+#if defined(__AVX512F__) && !defined(__CUDACC__)
+#include <immintrin.h>
+#endif
+
 #if defined(__CUDACC__)
 #define HOST_DEVICE __host__ __device__ __forceinline__
 #else
@@ -148,6 +152,37 @@ inline auto bits_to_float_lanes(V i) {
 }
 #endif
 
+// Lane-wise min / max for a float or a vector of floats (cpu/lanes.h), with
+// the NaN rule of a < b ? a : b (b). GCC writes a compare and a blend for that
+// on vectors; vminps / vmaxps follow the same rule in one instruction, which
+// the blend's alpha chains wait on (exp's clamp, alpha's cap).
+template <typename F>
+HOST_DEVICE F min_of(F a, F b) {
+#if defined(__AVX512F__) && !defined(__CUDACC__)
+    if constexpr (sizeof(F) == 64 && !std::is_arithmetic_v<F>) {
+        __m512 x, y;
+        std::memcpy(&x, &a, 64), std::memcpy(&y, &b, 64);
+        x = _mm512_min_ps(x, y);
+        std::memcpy(&a, &x, 64);
+        return a;
+    }
+#endif
+    return a < b ? a : b;
+}
+template <typename F>
+HOST_DEVICE F max_of(F a, F b) {
+#if defined(__AVX512F__) && !defined(__CUDACC__)
+    if constexpr (sizeof(F) == 64 && !std::is_arithmetic_v<F>) {
+        __m512 x, y;
+        std::memcpy(&x, &a, 64), std::memcpy(&y, &b, 64);
+        x = _mm512_max_ps(x, y);
+        std::memcpy(&a, &x, 64);
+        return a;
+    }
+#endif
+    return a > b ? a : b;
+}
+
 // exp for the blend loops: __expf on CUDA; on the CPU a Cephes-style
 // polynomial (about 1 ulp), for a float or a vector of floats (cpu/lanes.h).
 // Inputs below -50 give exp(-50): the blend discards every sample whose
@@ -159,8 +194,7 @@ HOST_DEVICE F fast_exp(F x) {
 #if defined(__CUDA_ARCH__)
     return __expf(x);
 #else
-    x = x > -50.0f ? x : F{} - 50.0f;
-    x = x < 88.0f ? x : F{} + 88.0f;
+    x = min_of(max_of(x, F{} - 50.0f), F{} + 88.0f);
     // n = round(x / ln 2) by the adder: 1.5 * 2^23 has an ulp of 1, so the sum
     // rounds to an integer, whose value sits in the low mantissa bits
     const F shifted = x * 1.44269504088896341f + 12582912.0f;
