@@ -174,8 +174,8 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
         const auto [r0, r1] = visible_rows(my, gs[7], t);
         const F rel = F{} + float(k - start + 1), dx = mx - px;
         const RowSigma<F> row_sigma(q, dx);
-        F w_sum = F{};   // per lane, over the rows: the Gaussian's blend weight
-        I n_used = I{};  // and the pixels it was blended into
+        F w_sum = F{};  // per lane, over the rows: the Gaussian's blend weight
+        int n_used = 0;  // and the pixels it was blended into
         for (int r = r0; r <= r1; ++r) {
             if (!row_open[r]) continue;  // every pixel of this row has stopped
             const F sigma = row_sigma.at(my - (t.y0 + r + 0.5f));
@@ -195,15 +195,13 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
             }
             const F w = use ? alpha * Tr : F{};
             w_sum += w;
-            n_used -= use;  // masks are -1
+            n_used += L::count(use);  // a popcount: no vector to sum across lanes after the rows
             T[r] = use ? next_T : Tr;
             last[r] = use ? rel : last[r];
             for (int ch = 0; ch < D; ++ch) acc[ch * ts + r] += w * color[ch];
         }
         isect_weight[k] = L::sum(w_sum);
-        int n = 0;
-        for (int i = 0; i < W; ++i) n += n_used[i];
-        isect_pixels[k] = n;
+        isect_pixels[k] = n_used;
     }
     for (int r = 0; r < t.height; ++r)
         for (int i = 0; i < t.width; ++i) {
