@@ -152,6 +152,21 @@ inline auto bits_to_float_lanes(V i) {
 }
 #endif
 
+#if defined(__AVX512F__) && !defined(__CUDACC__)
+// A vector of 16 floats (cpu/lanes.h) seen as an __m512: op(a, b).
+template <typename F>
+constexpr bool IS_M512_LANES = sizeof(F) == 64 && !std::is_arithmetic_v<F>;
+
+template <typename F, typename Op>
+HOST_DEVICE F as_m512(F a, F b, Op op) {
+    __m512 x, y;
+    std::memcpy(&x, &a, 64), std::memcpy(&y, &b, 64);
+    x = op(x, y);
+    std::memcpy(&a, &x, 64);
+    return a;
+}
+#endif
+
 // Lane-wise min / max for a float or a vector of floats (cpu/lanes.h), with
 // the NaN rule of a < b ? a : b (b). GCC writes a compare and a blend for that
 // on vectors; vminps / vmaxps follow the same rule in one instruction, which
@@ -159,26 +174,14 @@ inline auto bits_to_float_lanes(V i) {
 template <typename F>
 HOST_DEVICE F min_of(F a, F b) {
 #if defined(__AVX512F__) && !defined(__CUDACC__)
-    if constexpr (sizeof(F) == 64 && !std::is_arithmetic_v<F>) {
-        __m512 x, y;
-        std::memcpy(&x, &a, 64), std::memcpy(&y, &b, 64);
-        x = _mm512_min_ps(x, y);
-        std::memcpy(&a, &x, 64);
-        return a;
-    }
+    if constexpr (IS_M512_LANES<F>) return as_m512(a, b, [](__m512 x, __m512 y) { return _mm512_min_ps(x, y); });
 #endif
     return a < b ? a : b;
 }
 template <typename F>
 HOST_DEVICE F max_of(F a, F b) {
 #if defined(__AVX512F__) && !defined(__CUDACC__)
-    if constexpr (sizeof(F) == 64 && !std::is_arithmetic_v<F>) {
-        __m512 x, y;
-        std::memcpy(&x, &a, 64), std::memcpy(&y, &b, 64);
-        x = _mm512_max_ps(x, y);
-        std::memcpy(&a, &x, 64);
-        return a;
-    }
+    if constexpr (IS_M512_LANES<F>) return as_m512(a, b, [](__m512 x, __m512 y) { return _mm512_max_ps(x, y); });
 #endif
     return a > b ? a : b;
 }
