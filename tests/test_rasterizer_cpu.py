@@ -169,6 +169,37 @@ def test_fully_opaque_pixel_stops_early(cpu_backend):
         assert meta.pixel_counts[0].tolist() == [1, 0, 0, 0]
 
 
+def test_single_gaussian_alphas_match_the_exact_falloff(cpu_backend):
+    """One Gaussian blended over a 64 x 64 image (its color 1, so a pixel's color
+    is its alpha) against min(0.99, o exp(-sigma)) in float64: the CPU's fast
+    exp and row-wise sigma must stay within float32 rounding over the whole
+    kept range (sigma 0 to log(255 o)), and drop the samples below 1/255."""
+    W = H = ts = 64
+    means2d = torch.tensor([[[30.3, 33.7]]])
+    conic = torch.tensor([0.020, 0.004, 0.012])  # positive definite, sigma up to ~25 at the corners
+    opacity = 0.995
+    render, _, _, counts = cpu_backend.blend(
+        means2d, conic.view(1, 1, 3), torch.ones(1, 1, 1), torch.tensor([[opacity]]),
+        torch.zeros(1, 1, 1, dtype=torch.int32), torch.zeros(1, dtype=torch.int32), W, H, ts,
+    )  # fmt: skip
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float64) + 0.5, torch.arange(W, dtype=torch.float64) + 0.5,
+                            indexing="ij")  # fmt: skip
+    dx, dy = means2d[0, 0, 0].double() - xs, means2d[0, 0, 1].double() - ys
+    a, b, c = conic.double()
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    exact = (opacity * torch.exp(-sigma)).clamp(max=0.99)
+    got = render[0, :, :, 0].double()
+    kept = exact >= 1 / 255 * (1 + 1e-5)  # clear of the threshold's rounding
+    dropped = exact < 1 / 255 * (1 - 1e-5)
+    assert kept.sum() > 1000 and dropped.sum() > 500
+    # float32 sigma is off by about sigma * 6e-8, which exp turns into a relative
+    # error of the same size; exp itself adds ~1.2e-7 (b4fef45's Horner exp: 1.47e-7 (1 + sigma))
+    rel = ((got - exact).abs() / exact / (1 + sigma))[kept]
+    assert rel.max() < 2.5e-7, f"max relative error {rel.max():.3g} x (1 + sigma)"
+    assert (got[dropped] == 0).all()
+    assert int(counts[0, 0]) == int((got > 0).sum())
+
+
 def test_fixed_cameras_skip_the_viewmat_gradient(cpu_backend, make_scene):
     """Without pose refinement the backward pass leaves viewmats alone; the other
     gradients are the same as when viewmats do take a gradient."""
