@@ -64,11 +64,16 @@ def _make_case(case: str, data_dir: Path) -> dict:
                 width=w, height=h)  # fmt: skip
 
 
+# Untimed runs before the timed ones, for every backend: the first builds or
+# loads the extension and grows the heap (page faults for fresh memory); the
+# reference on case (a), 2 s a run, gets one (without it, its timed run was
+# 15 % slower than its steady state).
 WARMUP_RUNS = 2
 
 
-def run_case(case: str, backend: str, repeats: int, data_dir: str, threads: int) -> dict:
-    """One case, one backend, in this process; returns timings and peak memory."""
+def run_case(case: str, backend: str, repeats: int, data_dir: str, threads: int, warmup: int = WARMUP_RUNS) -> dict:
+    """One case, one backend, in this process: `warmup` untimed runs, then the
+    median of `repeats` timed ones; returns timings and peak memory."""
     import resource
 
     import torch
@@ -79,11 +84,6 @@ def run_case(case: str, backend: str, repeats: int, data_dir: str, threads: int)
     scene = _make_case(case, Path(data_dir))
     params = ("means", "quats", "scales", "opacities", "colors")
     fwd, bwd = [], []
-    # Two warm-up runs (the first also builds the extension): until the
-    # allocator has grown its heap, the second run still pays page faults for
-    # fresh memory (15 % slower than the later ones on case (a), cpu backend).
-    # repeats=0: one run, timed warm-up included (the slow torch reference).
-    warmup = WARMUP_RUNS if repeats > 0 else 0
     for i in range(warmup + max(repeats, 1)):
         inputs = {k: v.detach().requires_grad_(k in params) if isinstance(v, torch.Tensor) else v for k, v in scene.items()}
         t0 = time.perf_counter()
@@ -113,10 +113,11 @@ def run_case(case: str, backend: str, repeats: int, data_dir: str, threads: int)
 REFERENCE_OPENMP = {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"}
 
 
-def _in_subprocess(case: str, backend: str, repeats: int, data_dir: Path, threads: int) -> dict:
+def _in_subprocess(case: str, backend: str, repeats: int, data_dir: Path, threads: int,
+                   warmup: int = WARMUP_RUNS) -> dict:  # fmt: skip
     code = (
         "import json, sys; from splat.cli.bench import run_case; "
-        f"print('RESULT ' + json.dumps(run_case({case!r}, {backend!r}, {repeats}, {str(data_dir)!r}, {threads})))"
+        f"print('RESULT ' + json.dumps(run_case({case!r}, {backend!r}, {repeats}, {str(data_dir)!r}, {threads}, {warmup})))"
     )
     env = {**os.environ, **REFERENCE_OPENMP} if backend == "torch" else None
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
@@ -143,12 +144,14 @@ class BenchRaster:
 
     def main(self) -> int:
         threads = self.threads or os.cpu_count() or 1
-        plan = [("small", "torch", 1), ("small", "cpu", self.repeats), ("a", "cpu", self.repeats)]
+        # (case, backend, timed repeats, warm-up runs)
+        plan = [("small", "torch", 3, WARMUP_RUNS), ("small", "cpu", self.repeats, WARMUP_RUNS),
+                ("a", "cpu", self.repeats, WARMUP_RUNS)]  # fmt: skip
         if not self.skip_torch_large:
-            plan.append(("a", "torch", 0))
-        plan.append(("b", "cpu", max(1, self.repeats // 2)))
+            plan.append(("a", "torch", 1, 1))
+        plan.append(("b", "cpu", max(1, self.repeats // 2), WARMUP_RUNS))
         if (self.data / "bird" / "sparse").exists():
-            plan += [("bird", "cpu", self.repeats)]
+            plan += [("bird", "cpu", self.repeats, WARMUP_RUNS)]
         else:
             print(f"(skipping the bird case: {self.data / 'bird'} not found; pass --data)")
         print(f"splat bench raster: {platform.processor() or platform.machine()}, {threads} threads, torch threads={threads}")
@@ -157,8 +160,8 @@ class BenchRaster:
         header = f"{'case':<6} {'backend':<7} {'gaussians':>10} {'size':>9} {'fwd ms':>9} {'bwd ms':>9} {'Mpairs/s':>9} {'peak MB':>8}"
         print(header)
         results = []
-        for case, backend, repeats in plan:
-            r = _in_subprocess(case, backend, repeats, self.data, threads)
+        for case, backend, repeats, warmup in plan:
+            r = _in_subprocess(case, backend, repeats, self.data, threads, warmup)
             results.append(r)
             print(
                 f"{case:<6} {backend:<7} {r['gaussians']:>10,} {str(r['width']) + 'x' + str(r['height']):>9} "

@@ -121,17 +121,21 @@ std::pair<int, int> visible_rows(float mean_y, float ext, const TileGeometry& t)
     return {int(std::max(lo, 0.f)), int(std::min(hi, float(t.height - 1)))};
 }
 
-// sigma (blend.h, gaussian_sigma) along the rows of a tile for one Gaussian,
-// as 0.5 a dx^2 + dy (b dx + 0.5 c dy): the dx terms once per visit, and a
-// row adds only a short chain to the alpha's. The loops are bound by how
-// many rows' alpha chains the core keeps in flight, so each cycle off the
-// chain counts.
-template <typename F>
+// sigma (blend.h, gaussian_sigma) over a tile for one Gaussian, as
+// 0.5 a dx^2 + 0.5 c dy^2 + b dx dy: the dx terms per lane (pixel column) and
+// the dy terms per row (row r in lane r), all once per visit, so a row picks
+// its dy terms out by a permute and adds one add and one FMA. The loops are
+// bound by how long each row's instructions stay in flight (the alpha chain
+// times the instructions the core holds), so each cycle off the chain counts.
+template <int W>
 struct RowSigma {
-    F half_a_dx2, b_dx;
-    float half_c;
-    RowSigma(Sym2 q, F dx) : half_a_dx2(0.5f * q.a * dx * dx), b_dx(q.b * dx), half_c(0.5f * q.c) {}
-    F at(float dy) const { return half_a_dx2 + dy * (b_dx + half_c * dy); }
+    using F = typename Lanes<W>::F;
+    F half_a_dx2, b_dx;  // per lane
+    F dy, half_c_dy2;    // lane r: row r
+    RowSigma(Sym2 q, F dx, float mean_y, F row_y)
+        : half_a_dx2(0.5f * q.a * dx * dx), b_dx(q.b * dx), dy(mean_y - row_y), half_c_dy2((0.5f * q.c) * dy * dy) {}
+    F row_dy(int r) const { return Lanes<W>::broadcast(dy, r); }
+    F at(int r, F row_dy) const { return (half_a_dx2 + Lanes<W>::broadcast(half_c_dy2, r)) + b_dx * row_dy; }
 };
 
 // Forward: per-pixel outputs plus per-intersection weight and pixel count.
@@ -145,23 +149,28 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
     using F = typename L::F;
     using I = typename L::I;
     const int ts = int(in.tile_size), D = CD > 0 ? CD : int(in.D);
-    F* T = reinterpret_cast<F*>(scratch);  // [ts] transmittance, one vector per row
-    F* done = T + ts;                      // [ts] 1 = finished (or outside the image)
-    F* last = done + ts;                   // [ts] count of Gaussians blended (exact in float)
-    F* acc = last + ts;                    // [D, ts] blended channels
-    float* rows = reinterpret_cast<float*>(acc + D * ts);  // [CHUNK, stride] the current chunk of the tile's list
+    // One block of vectors per row, so a row's state is one pointer and
+    // fixed offsets (separate arrays cost GCC integer registers it lacked and
+    // address arithmetic per row: 1.02-1.04x): transmittance,
+    // 1 = finished (or outside the image), Gaussians blended (exact in float),
+    // then the D blended channels.
+    enum { T_, DONE, LAST, ACC };
+    const int B = ACC + D;                              // vectors per row
+    F* state = reinterpret_cast<F*>(scratch);           // [ts, B]
+    float* rows = reinterpret_cast<float*>(state + ts * B);  // [CHUNK, stride] the current chunk of the tile's list
     bool row_open[64];                     // per row: some pixel still blending (ts <= 64)
     const TileGeometry t = tile_geometry(in, tile);
     const F lane = L::index();
     const F outside = lane < float(t.width) ? F{} : F{} + 1.f;
     for (int r = 0; r < ts; ++r) {
-        T[r] = F{} + 1.f;
-        last[r] = F{};
-        done[r] = r < t.height ? outside : F{} + 1.f;
-        for (int ch = 0; ch < D; ++ch) acc[ch * ts + r] = F{};
+        F* st = state + r * B;
+        st[T_] = F{} + 1.f;
+        st[LAST] = F{};
+        st[DONE] = r < t.height ? outside : F{} + 1.f;
+        for (int ch = 0; ch < D; ++ch) st[ACC + ch] = F{};
         row_open[r] = r < t.height;
     }
-    const F px = lane + (t.x0 + 0.5f);  // pixel centers of a row
+    const F px = lane + (t.x0 + 0.5f), row_y = lane + (t.y0 + 0.5f);  // pixel centers of a row, of row r in lane r
     const int64_t start = in.offsets[tile], end = in.tile_end(tile);
     int open_rows = t.height;
     for (int64_t k = start; k < end && open_rows > 0; ++k) {
@@ -173,15 +182,16 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
         if (!(op >= ALPHA_MIN)) continue;
         const auto [r0, r1] = visible_rows(my, gs[7], t);
         const F rel = F{} + float(k - start + 1), dx = mx - px;
-        const RowSigma<F> row_sigma(q, dx);
+        const RowSigma<W> row_sigma(q, dx, my, row_y);
         F w_sum = F{};  // per lane, over the rows: the Gaussian's blend weight
         int n_used = 0;  // and the pixels it was blended into
         for (int r = r0; r <= r1; ++r) {
             if (!row_open[r]) continue;  // every pixel of this row has stopped
-            const F sigma = row_sigma.at(my - (t.y0 + r + 0.5f));
+            F* st = state + r * B;
+            const F sigma = row_sigma.at(r, row_sigma.row_dy(r));
             const F raw = gaussian_alpha_raw(op, sigma);
-            const F alpha = clamp_alpha(raw), Tr = T[r];
-            const I live = (done[r] == 0.f) & alpha_counts(sigma, raw);
+            const F alpha = clamp_alpha(raw), Tr = st[T_];
+            const I live = (st[DONE] == 0.f) & alpha_counts(sigma, raw);
             const F next_T = Tr * (1.f - alpha);
             // Lanes stop before a Gaussian that would take T below T_MIN:
             // rare (once per pixel), so a branch, which the weight and the
@@ -190,26 +200,27 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
             const I stop = live & (next_T <= T_MIN);
             if (__builtin_expect(L::count(stop) != 0, 0)) {
                 use = live & ~stop;
-                done[r] = stop ? F{} + 1.f : done[r];
-                if (L::count(done[r] != 0.f) == W) row_open[r] = false, --open_rows;
+                st[DONE] = stop ? F{} + 1.f : st[DONE];
+                if (L::count(st[DONE] != 0.f) == W) row_open[r] = false, --open_rows;
             }
             const F w = use ? alpha * Tr : F{};
             w_sum += w;
             n_used += L::count(use);  // a popcount: no vector to sum across lanes after the rows
-            T[r] = use ? next_T : Tr;
-            last[r] = use ? rel : last[r];
-            for (int ch = 0; ch < D; ++ch) acc[ch * ts + r] += w * color[ch];
+            st[T_] = use ? next_T : Tr;
+            st[LAST] = use ? rel : st[LAST];
+            for (int ch = 0; ch < D; ++ch) st[ACC + ch] += w * color[ch];
         }
         isect_weight[k] = L::sum(w_sum);
         isect_pixels[k] = n_used;
     }
     for (int r = 0; r < t.height; ++r)
         for (int i = 0; i < t.width; ++i) {
+            const F* st = state + r * B;
             const int64_t pix = pixel_index(in, t, r, i);
-            for (int ch = 0; ch < D; ++ch) out_c[pix * D + ch] = acc[ch * ts + r][i];
-            out_a[pix] = 1.f - T[r][i];
-            out_T[pix] = T[r][i];
-            out_last[pix] = int(last[r][i]);
+            for (int ch = 0; ch < D; ++ch) out_c[pix * D + ch] = st[ACC + ch][i];
+            out_a[pix] = 1.f - st[T_][i];
+            out_T[pix] = st[T_][i];
+            out_last[pix] = int(st[LAST][i]);
         }
 }
 
@@ -242,9 +253,7 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
     if (start == end) return;
     int max_last = 0;
     float row_last[64];  // per row: the most Gaussians any of its pixels blended
-    float row_y[64];     // per row: the pixel centers' y (a load instead of a conversion: 1.03-1.05x)
     for (int r = 0; r < ts; ++r) {
-        row_y[r] = t.y0 + r + 0.5f;
         T[r] = Tf[r] = F{} + 1.f;
         last[r] = va[r] = F{};
         for (int ch = 0; ch < D; ++ch) vc[ch * ts + r] = buf[ch * ts + r] = F{};
@@ -259,7 +268,7 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
             for (int ch = 0; ch < D; ++ch) vc[ch * ts + r][i] = v_render[pix * D + ch];
         }
     }
-    const F px = L::index() + (t.x0 + 0.5f);
+    const F px = L::index() + (t.x0 + 0.5f), row_y = L::index() + (t.y0 + 0.5f);
     // Back to front: recover T before each Gaussian by dividing out (1 - alpha).
     for (int64_t k = start + max_last - 1; k >= start; --k) {
         // a prefetch suffices here: each Gaussian costs more work than in the
@@ -273,7 +282,7 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
         const auto [r0, r1] = visible_rows(my, gs[7], t);
         const float rel = float(k - start);
         const F dx = mx - px;
-        const RowSigma<F> row_sigma(q, dx);
+        const RowSigma<W> row_sigma(q, dx, my, row_y);
         // Per lane (pixel column), summed over the rows: dL/dopacity and, as
         // sigma_backward is linear in v_sigma, sum v_sigma, dy v_sigma and
         // dy^2 v_sigma, from which the conic and mean gradients follow below.
@@ -282,9 +291,8 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
         for (int ch = 0; ch < D; ++ch) g_color[ch] = F{};
         for (int r = r0; r <= r1; ++r) {
             if (rel >= row_last[r]) continue;  // no pixel of this row reached Gaussian k
-            const float dy_r = my - row_y[r];
-            const F dy = F{} + dy_r;
-            const F sigma = row_sigma.at(dy_r);
+            const F dy = row_sigma.row_dy(r);
+            const F sigma = row_sigma.at(r, dy);
             const F raw = gaussian_alpha_raw(op, sigma);
             const F alpha = clamp_alpha(raw);
             const I active = (rel < last[r]) & alpha_counts(sigma, raw);
@@ -308,8 +316,8 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
             const AlphaGradOf<F> s = alpha_backward_to_sigma(op, sigma, active ? v_a : F{});
             g_opacity += s.v_opacity;
             s0 += s.v_sigma;
-            s1 += dy_r * s.v_sigma;
-            s2 += (dy_r * dy_r) * s.v_sigma;
+            s1 += dy * s.v_sigma;
+            s2 += (dy * dy) * s.v_sigma;
             if (absgrad) {  // the same for every sample of the pass: predicted
                 const SampleGradOf<F> m = sigma_backward(q, dx, dy, s.v_sigma);
                 g_abs_x += lane_abs(m.v_mean_x);

@@ -41,6 +41,21 @@ struct Lanes {
         return v;
     }
 
+    // Every lane set to lane r of v: one permute with AVX-512, whose inputs are
+    // ready long before the row needs it.
+    static F broadcast(F v, int r) {
+#if defined(__AVX512F__)
+        if constexpr (W == 16) {
+            __m512 x;
+            __builtin_memcpy(&x, &v, 64);
+            x = _mm512_permutexvar_ps(_mm512_set1_epi32(r), x);
+            __builtin_memcpy(&v, &x, 64);
+            return v;
+        }
+#endif
+        return F{} + v[r];
+    }
+
     static int count(I mask) {
 #if defined(__AVX512F__)
         if constexpr (W == 16) {
