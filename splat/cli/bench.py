@@ -64,16 +64,21 @@ def _make_case(case: str, data_dir: Path) -> dict:
                 width=w, height=h)  # fmt: skip
 
 
-# Untimed runs before the timed ones, for every backend: the first builds or
-# loads the extension and grows the heap (page faults for fresh memory); the
-# reference on case (a), 2 s a run, gets one (without it, its timed run was
-# 15 % slower than its steady state).
-WARMUP_RUNS = 2
+# Untimed runs before the timed ones, for every backend alike: the first
+# builds or loads the extension and grows the heap (page faults for fresh
+# memory), and the next few still run slower (caches, predictors, thread
+# wake-ups). A case warms up for at least WARMUP_RUNS runs and WARMUP_S
+# seconds, and is timed for at least `repeats` runs and TIMED_S seconds (at
+# most MAX_RUNS each): a 2 ms case gets a hundred runs, the reference on case
+# (a) (2 s a run) one warm-up and one timed run. Cold, that run was 15 %
+# slower than its steady state; the cpu backend's small case 20-40 % slower
+# over its first 7 runs than over 50.
+WARMUP_RUNS, WARMUP_S, TIMED_S, MAX_RUNS = 2, 1.0, 1.0, 100
 
 
 def run_case(case: str, backend: str, repeats: int, data_dir: str, threads: int, warmup: int = WARMUP_RUNS) -> dict:
-    """One case, one backend, in this process: `warmup` untimed runs, then the
-    median of `repeats` timed ones; returns timings and peak memory."""
+    """One case, one backend, in this process: warm-up runs, then the median of
+    the timed ones (see WARMUP_RUNS); returns timings and peak memory."""
     import resource
 
     import torch
@@ -83,17 +88,27 @@ def run_case(case: str, backend: str, repeats: int, data_dir: str, threads: int,
     torch.set_num_threads(threads)
     scene = _make_case(case, Path(data_dir))
     params = ("means", "quats", "scales", "opacities", "colors")
-    fwd, bwd = [], []
-    for i in range(warmup + max(repeats, 1)):
+
+    last_meta = []  # the last run's (kept for its intersection count; older ones are freed)
+
+    def run() -> tuple[float, float]:
         inputs = {k: v.detach().requires_grad_(k in params) if isinstance(v, torch.Tensor) else v for k, v in scene.items()}
         t0 = time.perf_counter()
         colors, alphas, meta = rasterize(**inputs, backend=backend)
         t1 = time.perf_counter()
         (colors.sum() + alphas.sum()).backward()
-        t2 = time.perf_counter()
-        if i >= warmup:
-            fwd.append(t1 - t0)
-            bwd.append(t2 - t1)
+        last_meta[:] = [meta]
+        return t1 - t0, time.perf_counter() - t1
+
+    def runs(at_least: int, seconds: float) -> list[tuple[float, float]]:
+        out, t_end = [], time.perf_counter() + seconds
+        while len(out) < MAX_RUNS and (len(out) < at_least or time.perf_counter() < t_end):
+            out.append(run())
+        return out
+
+    runs(warmup, WARMUP_S)
+    timed = runs(max(repeats, 1), TIMED_S)
+    fwd, bwd, meta = sorted(r[0] for r in timed), sorted(r[1] for r in timed), last_meta[0]
     fwd.sort(), bwd.sort()
     f, b = fwd[len(fwd) // 2], bwd[len(bwd) // 2]
     pairs = _gaussian_pixel_pairs(meta)
@@ -132,7 +147,7 @@ class BenchRaster:
     """Time the rasterizer backends (forward, backward, Gaussian-pixel pairs per second)."""
 
     repeats: int = 5
-    """Timed repetitions per case (after two warm-up runs); the median is reported."""
+    """Timed repetitions per case at least (more while under a second; after warm-up runs); the median is reported."""
     threads: int = 0
     """CPU threads (0: all cores)."""
     data: Path = Path(os.environ.get("SPLAT_DATA", "../shared/data"))
