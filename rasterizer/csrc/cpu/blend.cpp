@@ -123,10 +123,11 @@ std::pair<int, int> visible_rows(float mean_y, float ext, const TileGeometry& t)
 
 // sigma (blend.h, gaussian_sigma) over a tile for one Gaussian, as
 // 0.5 a dx^2 + 0.5 c dy^2 + b dx dy: the dx terms per lane (pixel column) and
-// the dy terms per row (row r in lane r), all once per visit, so a row picks
-// its dy terms out by a permute and adds one add and one FMA. The loops are
-// bound by how long each row's instructions stay in flight (the alpha chain
-// times the instructions the core holds), so each cycle off the chain counts.
+// the dy terms per row (row r in lane r; W >= the tile's rows), all once per
+// visit, so a row picks its dy terms out by a permute and adds one add and
+// one FMA. The loops are bound by how long each row's instructions stay in
+// flight (the alpha chain times the instructions the core holds), so each
+// cycle off the chain counts.
 template <int W>
 struct RowSigma {
     using F = typename Lanes<W>::F;
@@ -136,6 +137,7 @@ struct RowSigma {
         : half_a_dx2(0.5f * q.a * dx * dx), b_dx(q.b * dx), dy(mean_y - row_y), half_c_dy2((0.5f * q.c) * dy * dy) {}
     F row_dy(int r) const { return Lanes<W>::broadcast(dy, r); }
     F at(int r, F row_dy) const { return (half_a_dx2 + Lanes<W>::broadcast(half_c_dy2, r)) + b_dx * row_dy; }
+    F at(int r) const { return at(r, row_dy(r)); }
 };
 
 // Forward: per-pixel outputs plus per-intersection weight and pixel count.
@@ -188,7 +190,7 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
         for (int r = r0; r <= r1; ++r) {
             if (!row_open[r]) continue;  // every pixel of this row has stopped
             F* st = state + r * B;
-            const F sigma = row_sigma.at(r, row_sigma.row_dy(r));
+            const F sigma = row_sigma.at(r);
             const F raw = gaussian_alpha_raw(op, sigma);
             const F alpha = clamp_alpha(raw), Tr = st[T_];
             const I live = (st[DONE] == 0.f) & alpha_counts(sigma, raw);
