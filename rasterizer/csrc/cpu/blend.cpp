@@ -195,22 +195,27 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
             const F alpha = clamp_alpha(raw), Tr = st[T_];
             const I live = (st[DONE] == 0.f) & alpha_counts(sigma, raw);
             const F next_T = Tr * (1.f - alpha);
+            auto blend_lanes = [&](I use) {
+                const F w = use ? alpha * Tr : F{};
+                w_sum += w;
+                n_used += L::count(use);  // a popcount: no vector to sum across lanes after the rows
+                st[T_] = use ? next_T : Tr;
+                st[LAST] = use ? rel : st[LAST];
+                for (int ch = 0; ch < D; ++ch) st[ACC + ch] += w * color[ch];
+            };
             // Lanes stop before a Gaussian that would take T below T_MIN:
             // rare (once per pixel), so a branch, which the weight and the
-            // updates below need not wait for, instead of a mask they would.
-            I use = live;
+            // updates need not wait for, instead of a mask they would; each
+            // side has its own copy of the updates, so the common one keeps
+            // its lanes in a mask register.
             const I stop = live & (next_T <= T_MIN);
             if (__builtin_expect(L::count(stop) != 0, 0)) {
-                use = live & ~stop;
                 st[DONE] = stop ? F{} + 1.f : st[DONE];
                 if (L::count(st[DONE] != 0.f) == W) row_open[r] = false, --open_rows;
+                blend_lanes(live & ~stop);
+            } else {
+                blend_lanes(live);
             }
-            const F w = use ? alpha * Tr : F{};
-            w_sum += w;
-            n_used += L::count(use);  // a popcount: no vector to sum across lanes after the rows
-            st[T_] = use ? next_T : Tr;
-            st[LAST] = use ? rel : st[LAST];
-            for (int ch = 0; ch < D; ++ch) st[ACC + ch] += w * color[ch];
         }
         isect_weight[k] = L::sum(w_sum);
         isect_pixels[k] = n_used;
