@@ -186,7 +186,8 @@ HOST_DEVICE F max_of(F a, F b) {
     return a > b ? a : b;
 }
 
-// exp for the blend loops: __expf on CUDA; on the CPU a Cephes-style
+// exp for the blend loops: __expf on CUDA; on the CPU (16-lane vectors with
+// AVX-512: a table variant, below) a Cephes-style
 // polynomial for a float or a vector of floats (cpu/lanes.h): 1 ulp (1.2e-7
 // relative) where the blend keeps a sample (x > -5.6), 3e-7 at the ends of
 // [-50, 88]. It is written for a short dependency chain, which is what bounds
@@ -202,6 +203,29 @@ HOST_DEVICE F fast_exp(F x) {
     return __expf(x);
 #else
     x = min_of(max_of(x, F{} - 50.0f), F{} + 88.0f);
+#if defined(__AVX512F__) && !defined(__CUDACC__)
+    if constexpr (IS_M512_LANES<F>) {
+        // 16 lanes (the blend's rows): x = (16 m + j) ln 2 / 16 + r, |r| <= ln 2 / 32,
+        // exp(x) = 2^m 2^(j / 16) exp(r): 2^(j / 16) from a 16-entry table, which
+        // is one register and one permute (on the low 4 bits of n), and exp(r) a
+        // cubic (r^4 / 24 < 1e-8). Shorter than the degree-6 polynomial's chain:
+        // the blend 1.04-1.07x forward, 1.02-1.04x backward; same accuracy.
+        const F shifted = x * 23.0831206542f + 12582912.0f;  // 16 / ln 2
+        const F n = shifted - 12582912.0f;
+        const auto ni = float_bits_lanes(shifted) - 0x4b400000;
+        const F r = x - n * 0.0433216988f;  // ln 2 / 16
+        const F p = (r + 1.0f) + (r * r) * (r * 0.166666672f + 0.5f);
+        const __m512 table = _mm512_setr_ps(1.0f, 1.04427378f, 1.09050773f, 1.13878863f, 1.18920712f, 1.24185781f,
+                                            1.29683955f, 1.35425555f, 1.41421356f, 1.47682615f, 1.54221083f,
+                                            1.61049033f, 1.68179283f, 1.75625216f, 1.83400809f, 1.91520656f);
+        __m512i j;
+        std::memcpy(&j, &ni, 64);
+        const __m512 table_j = _mm512_permutexvar_ps(j, table);
+        F two_j16;
+        std::memcpy(&two_j16, &table_j, 64);
+        return p * (two_j16 * bits_to_float_lanes(((ni >> 4) + 127) << 23));  // m = n >> 4 (floor)
+    }
+#endif
     // n = round(x / ln 2) by the adder: 1.5 * 2^23 has an ulp of 1, so the sum
     // rounds to an integer, whose value sits in the low mantissa bits
     const F shifted = x * 1.44269504088896341f + 12582912.0f;
