@@ -89,27 +89,21 @@ def run_case(case: str, backend: str, repeats: int, data_dir: str, threads: int,
     scene = _make_case(case, Path(data_dir))
     params = ("means", "quats", "scales", "opacities", "colors")
 
-    last_meta = []  # the last run's (kept for its intersection count; older ones are freed)
-
-    def run() -> tuple[float, float]:
-        inputs = {k: v.detach().requires_grad_(k in params) if isinstance(v, torch.Tensor) else v for k, v in scene.items()}
-        t0 = time.perf_counter()
-        colors, alphas, meta = rasterize(**inputs, backend=backend)
-        t1 = time.perf_counter()
-        (colors.sum() + alphas.sum()).backward()
-        last_meta[:] = [meta]
-        return t1 - t0, time.perf_counter() - t1
-
-    def runs(at_least: int, seconds: float) -> list[tuple[float, float]]:
-        out, t_end = [], time.perf_counter() + seconds
-        while len(out) < MAX_RUNS and (len(out) < at_least or time.perf_counter() < t_end):
-            out.append(run())
-        return out
+    def runs(at_least: int, seconds: float):
+        """(forward s, backward s) of each run, and the last run's meta (older ones are freed)."""
+        times, meta, t_end = [], None, time.perf_counter() + seconds
+        while len(times) < MAX_RUNS and (len(times) < at_least or time.perf_counter() < t_end):
+            inputs = {k: v.detach().requires_grad_(k in params) if isinstance(v, torch.Tensor) else v for k, v in scene.items()}
+            t0 = time.perf_counter()
+            colors, alphas, meta = rasterize(**inputs, backend=backend)
+            t1 = time.perf_counter()
+            (colors.sum() + alphas.sum()).backward()
+            times.append((t1 - t0, time.perf_counter() - t1))
+        return times, meta
 
     runs(warmup, WARMUP_S)
-    timed = runs(max(repeats, 1), TIMED_S)
-    fwd, bwd, meta = sorted(r[0] for r in timed), sorted(r[1] for r in timed), last_meta[0]
-    fwd.sort(), bwd.sort()
+    timed, meta = runs(max(repeats, 1), TIMED_S)
+    fwd, bwd = sorted(t[0] for t in timed), sorted(t[1] for t in timed)
     f, b = fwd[len(fwd) // 2], bwd[len(bwd) // 2]
     pairs = _gaussian_pixel_pairs(meta)
     return dict(

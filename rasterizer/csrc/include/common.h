@@ -186,9 +186,9 @@ HOST_DEVICE F max_of(F a, F b) {
     return a > b ? a : b;
 }
 
-// exp for the blend loops: __expf on CUDA; on the CPU (16-lane vectors with
-// AVX-512: a table variant, below) a Cephes-style
-// polynomial for a float or a vector of floats (cpu/lanes.h): 1 ulp (1.2e-7
+// exp for the blend loops: __expf on CUDA; on the CPU a Cephes-style
+// polynomial for a float or a vector of floats (cpu/lanes.h), and for 16-lane
+// vectors with AVX-512 a table variant (first below): 1 ulp (1.2e-7
 // relative) where the blend keeps a sample (x > -5.6), 3e-7 at the ends of
 // [-50, 88]. It is written for a short dependency chain, which is what bounds
 // the blend loops: one ln 2 constant in the reduction (two, Cody-Waite, only
@@ -210,7 +210,7 @@ HOST_DEVICE F fast_exp(F x) {
         // is one register and one permute (on the low 4 bits of n), and exp(r) a
         // cubic (r^4 / 24 < 1e-8). Shorter than the degree-6 polynomial's chain:
         // the blend 1.04-1.07x forward, 1.02-1.04x backward; same accuracy.
-        const F shifted = x * 23.0831206542f + 12582912.0f;  // 16 / ln 2
+        const F shifted = x * 23.0831206542f + 12582912.0f;  // x 16 / ln 2, rounded as below
         const F n = shifted - 12582912.0f;
         const auto ni = float_bits_lanes(shifted) - 0x4b400000;
         const F r = x - n * 0.0433216988f;  // ln 2 / 16
