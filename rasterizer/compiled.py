@@ -19,6 +19,11 @@ def _c(x: Tensor) -> Tensor:
     return x.detach().contiguous()
 
 
+def _zeros_if_none(grad: Tensor | None, like: Tensor, shape: list[int]) -> Tensor:
+    """The gradient of an output backward did not reach, as zeros of like's dtype and device."""
+    return grad if grad is not None else like.new_zeros(shape)
+
+
 class _Project(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ext, means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near, far, antialiased):
@@ -30,12 +35,17 @@ class _Project(torch.autograd.Function):
         ctx.save_for_backward(means, quats, scales, viewmats, Ks, radii)
         ctx.settings = (width, height, eps2d, near, far, antialiased)
         ctx.mark_non_differentiable(radii)
+        ctx.set_materialize_grads(False)  # None for outputs backward did not reach; radii never is
         return radii, means2d, depths, conics, comps
 
     @staticmethod
     def backward(ctx, v_radii, v_means2d, v_depths, v_conics, v_comps):
         means, quats, scales, viewmats, Ks, radii = ctx.saved_tensors
         viewmat_grad = ctx.needs_input_grad[5]  # v_viewmats is None without it
+        C, N = radii.shape[:2]
+        v_means2d = _zeros_if_none(v_means2d, means, [C, N, 2])
+        v_depths, v_comps = _zeros_if_none(v_depths, means, [C, N]), _zeros_if_none(v_comps, means, [C, N])
+        v_conics = _zeros_if_none(v_conics, means, [C, N, 3])
         v_means, v_quats, v_scales, v_viewmats = ctx.ext.project_backward(
             _c(means), _c(quats), _c(scales), _c(viewmats), _c(Ks), *ctx.settings, radii,
             _c(v_means2d), _c(v_depths), _c(v_conics), _c(v_comps), viewmat_grad,
@@ -72,11 +82,14 @@ class _Blend(torch.autograd.Function):
         ctx.absgrad = absgrad
         ctx.means2d = means2d if absgrad else None  # backward sets .absgrad on it
         ctx.mark_non_differentiable(weights, counts)
+        ctx.set_materialize_grads(False)  # no zero-filled gradients for weights and counts
         return render, alphas, weights, counts
 
     @staticmethod
     def backward(ctx, v_render, v_alphas, v_weights, v_counts):
         means2d, conics, colors, opacities, isect_offsets, flatten_ids, final_T, last_ids = ctx.saved_tensors
+        v_render = _zeros_if_none(v_render, final_T, [*final_T.shape, colors.shape[-1]])
+        v_alphas = _zeros_if_none(v_alphas, final_T, [*final_T.shape, 1])
         v_means2d, v_conics, v_colors, v_opacities, v_abs = ctx.ext.blend_backward(
             _c(means2d), _c(conics), _c(colors), _c(opacities), isect_offsets, flatten_ids, *ctx.settings,
             final_T, last_ids, _c(v_render), _c(v_alphas), ctx.absgrad,

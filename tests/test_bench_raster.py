@@ -11,9 +11,10 @@ from splat.cli import bench
 
 
 def test_reference_runs_with_default_openmp_spinning_and_cpu_with_ours(monkeypatch, tmp_path):
-    """Under splat's OMP_WAIT_POLICY=PASSIVE the reference ran 2x slower, which
-    inflated the ratio 2x; the torch case must get libgomp's default spinning,
-    the cpu case the environment splat runs in."""
+    """Under OMP_WAIT_POLICY=PASSIVE (splat's setting until the tenth session)
+    the reference ran 2x slower, which inflated the ratio 2x; the torch case
+    must get libgomp's default spinning, the cpu case the environment splat
+    runs in."""
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     envs = {}
 
@@ -26,7 +27,7 @@ def test_reference_runs_with_default_openmp_spinning_and_cpu_with_ours(monkeypat
     for backend in ("torch", "cpu"):
         assert bench._in_subprocess("small", backend, 1, tmp_path, 2) == {"backend": backend}
     assert envs["torch"]["OMP_WAIT_POLICY"] == "ACTIVE" and envs["torch"]["GOMP_SPINCOUNT"] == "300000"
-    assert envs["cpu"] is None  # inherits this process's environment (PASSIVE)
+    assert envs["cpu"] is None  # inherits this process's environment
 
 
 def test_every_timed_case_is_warmed_up_first(monkeypatch, tmp_path):

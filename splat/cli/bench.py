@@ -115,10 +115,10 @@ def run_case(case: str, backend: str, repeats: int, data_dir: str, threads: int,
 
 # The OpenMP setting the torch reference runs under: libgomp's default, idle
 # threads spin for 300,000 rounds before sleeping (what PyTorch gets without
-# splat). `import splat` makes them sleep at once (OMP_WAIT_POLICY=PASSIVE,
-# robust when processes share the cores), which makes the reference's many
-# small parallel ops wait for wake-ups: 2x slower on the small case, so the
-# reference would look slower than it is.
+# splat). Under splat's own setting (a 1,000-round spin, see splat/__init__.py;
+# PASSIVE until the tenth session) the reference's many small parallel ops
+# would wait for more wake-ups (2x slower under PASSIVE on the small case), so
+# the reference would look slower than it is.
 REFERENCE_OPENMP = {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"}
 
 
@@ -164,7 +164,7 @@ class BenchRaster:
         else:
             print(f"(skipping the bird case: {self.data / 'bird'} not found; pass --data)")
         print(f"splat bench raster: {platform.processor() or platform.machine()}, {threads} threads, torch threads={threads}")
-        policy = f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}"
+        policy = " ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in REFERENCE_OPENMP)
         print(f"OpenMP: cpu backend {policy}; torch reference " + " ".join(f"{k}={v}" for k, v in REFERENCE_OPENMP.items()))
         header = f"{'case':<6} {'backend':<7} {'gaussians':>10} {'size':>9} {'fwd ms':>9} {'bwd ms':>9} {'Mpairs/s':>9} {'peak MB':>8}"
         print(header)

@@ -66,8 +66,6 @@ struct BinnedTiles {
 
 constexpr int MAX_BITS = 64;
 
-uint64_t low_bits(int n) { return n >= 64 ? ~uint64_t(0) : (uint64_t(1) << n) - 1; }
-
 // The reached-tile bits of 16 Gaussians at once, one per vector lane, for
 // rectangles of up to 32 tiles (the others get 0): the scalar test costs
 // 20-30 ns per Gaussian, more than the blend saves on small rectangles.
@@ -129,16 +127,31 @@ void for_each_reached_tile(const TileFootprint& f, int tile_size, Visit&& visit)
     }
 }
 
-// visit(global tile index) for each reached tile of b; large(visit) does it
-// for a rectangle too large for the bits.
+// Bit k of a rectangle h tiles high is the tile at column k / h, row k % h:
+// looked up, so that the binning passes walk the set bits in one loop (a loop
+// over columns with one over each column's bits mispredicted its exits).
+struct BitPlaces {
+    uint8_t column[MAX_BITS], row[MAX_BITS];
+};
+const std::array<BitPlaces, MAX_BITS + 1> BIT_PLACES = [] {
+    std::array<BitPlaces, MAX_BITS + 1> places{};
+    for (int h = 1; h <= MAX_BITS; ++h)
+        for (int k = 0; k < MAX_BITS; ++k) places[h].column[k] = uint8_t(k / h), places[h].row[k] = uint8_t(k % h);
+    return places;
+}();
+
+// visit(global tile index) for each reached tile of b, column by column;
+// large(visit) does it for a rectangle too large for the bits.
 template <typename Large, typename Visit>
 void for_each_binned_tile(const BinnedTiles& b, int64_t tile_width, Large&& large, Visit&& visit) {
     if (b.bits == 0) return large(visit);
     const TileRect& r = b.rect;
-    const int h = r.y1 - r.y0;
-    for (int x = r.x0; x < r.x1; ++x)
-        for (uint64_t column = (b.bits >> ((x - r.x0) * h)) & low_bits(h); column; column &= column - 1)
-            visit((r.y0 + __builtin_ctzll(column)) * tile_width + x);
+    const BitPlaces& places = BIT_PLACES[r.y1 - r.y0];
+    const int64_t first = r.y0 * tile_width + r.x0;
+    for (uint64_t bits = b.bits; bits; bits &= bits - 1) {
+        const int k = __builtin_ctzll(bits);
+        visit(first + places.row[k] * tile_width + places.column[k]);
+    }
 }
 
 }  // namespace
@@ -156,7 +169,7 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
     const float* op = cull ? opacities.data_ptr<float>() : nullptr;
     const int ts = int(tile_size);
 
-    Tensor tiles_per_gauss = torch::zeros({C, N}, radii.options());
+    Tensor tiles_per_gauss = torch::empty({C, N}, radii.options());  // every entry written below
     int* counts = tiles_per_gauss.data_ptr<int>();
     // Gaussian i's rectangle, mean and conic (no reach test yet: whole rectangle)
     auto placed = [&](int64_t i) {
