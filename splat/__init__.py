@@ -13,7 +13,7 @@ import os as _os
 # starves the next loop when anything else shares the cores (training steps 3-4x
 # slower on 2 cores); sleeping at once (PASSIVE) makes every loop wait for a
 # wake-up instead. A 1,000-round spin (24 us here) bridges the gap between
-# back-to-back loops: training steps 9 % faster than PASSIVE alone on the machine,
+# back-to-back loops: training steps 5-9 % faster than PASSIVE alone on the machine,
 # 4.5 % slower with a second training process on the same cores (docs/training.md).
 # Read when torch loads, so only effective when `splat` is imported first (the
 # `splat` command always is); a user's own setting of either variable wins.
