@@ -2,7 +2,7 @@
 
     python benchmarks/validation.py [--repeats 50]
 
-Times `_check_finite` and the zero-quaternion test of `splat.rasterizer.validation`
+Times `check_finite` and the zero-quaternion test of `splat.rasterizer.validation`
 on the inputs of the `splat bench raster` cases, as a render meets them: right
 after a render, when the idle OpenMP threads have gone to sleep. The torch path
 is the one validation takes before the extension is loaded (or for inputs it
@@ -26,7 +26,7 @@ INPUTS = ("means", "quats", "scales", "opacities", "viewmats", "Ks", "colors")
 
 def scans(scene: dict) -> None:
     validation._has_zero_quaternion(scene["quats"])
-    validation._check_finite({k: scene[k] for k in INPUTS})
+    validation.check_finite({k: scene[k] for k in INPUTS})
 
 
 def main() -> None:

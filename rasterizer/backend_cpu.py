@@ -8,8 +8,9 @@ bit-identical run to run and for any thread count.
 from splat.rasterizer import build
 from splat.rasterizer.compiled import CompiledBackend
 
-_backend = CompiledBackend("cpu", build.load_cpu)
+_backend = CompiledBackend("cpu", build.load_cpu, sh_checks_coeffs=True)
 NAME = _backend.NAME
+SH_CHECKS_COEFFS = _backend.SH_CHECKS_COEFFS
 load_extension = _backend.load_extension
 project_gaussians = _backend.project_gaussians
 sh_colors = _backend.sh_colors

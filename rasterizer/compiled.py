@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from splat.rasterizer.validation import check_finite
+
 
 def _c(x: Tensor) -> Tensor:
     return x.detach().contiguous()
@@ -55,8 +57,13 @@ class _Project(torch.autograd.Function):
 
 class _ShColors(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, ext, degree, means, viewmats, coeffs):
+    def forward(ctx, ext, degree, means, viewmats, coeffs, check_coeffs):
         colors, raw = ext.sh_colors_forward(degree, _c(means), _c(viewmats), _c(coeffs))
+        # A non-finite coefficient the pass read makes its unclamped color
+        # non-finite; so can an overflow of finite ones, which the exact scan
+        # tells apart.
+        if check_coeffs and ext.first_non_finite([raw]) >= 0:
+            check_finite({"colors": coeffs})
         ctx.ext, ctx.degree = ext, degree
         ctx.save_for_backward(means, viewmats, coeffs, raw)
         return colors
@@ -67,7 +74,7 @@ class _ShColors(torch.autograd.Function):
         v_means, v_coeffs, v_viewmats = ctx.ext.sh_colors_backward(
             ctx.degree, _c(means), _c(viewmats), _c(coeffs), raw, _c(v_colors)
         )
-        return None, None, v_means, v_viewmats if ctx.needs_input_grad[3] else None, v_coeffs
+        return None, None, v_means, v_viewmats if ctx.needs_input_grad[3] else None, v_coeffs, None
 
 
 class _Blend(torch.autograd.Function):
@@ -100,11 +107,17 @@ class _Blend(torch.autograd.Function):
 
 
 class CompiledBackend:
-    """A backend (NAME + the four stages) over the extension `load()` returns."""
+    """A backend (NAME + the four stages) over the extension `load()` returns.
 
-    def __init__(self, name: str, load: Callable[[], ModuleType]):
+    sh_checks_coeffs: sh_colors raises the ValueError `rasterize` would for
+    non-finite SH coefficients (needs the extension's first_non_finite), so
+    `rasterize` need not scan them first when the pass reads every one.
+    """
+
+    def __init__(self, name: str, load: Callable[[], ModuleType], sh_checks_coeffs: bool = False):
         self.NAME = name
         self._load = load
+        self.SH_CHECKS_COEFFS = sh_checks_coeffs
 
     def load_extension(self) -> ModuleType:
         return self._load()
@@ -121,7 +134,7 @@ class CompiledBackend:
         """means [N, 3], viewmats [C, 4, 4], coeffs [N, K, 3] -> colors [C, N, 3]. See reference.sh_colors."""
         if coeffs.dim() != 3:
             raise ValueError(f"the {self.NAME} backend takes SH coefficients as [N, K, 3]")
-        return _ShColors.apply(self._load(), degree, means, viewmats, coeffs)
+        return _ShColors.apply(self._load(), degree, means, viewmats, coeffs, self.SH_CHECKS_COEFFS)
 
     @torch.no_grad()
     def intersect_tiles(self, means2d, radii, depths, tile_size, tile_width, tile_height, conics=None,

@@ -43,7 +43,7 @@ def _has_zero_quaternion(quats: Tensor) -> bool:
     return bool((quats.abs() @ quats.new_ones(4)).min() == 0)
 
 
-def _check_finite(named: dict[str, Tensor]) -> None:
+def check_finite(named: dict[str, Tensor]) -> None:
     """ValueError naming the first tensor with a NaN or infinite value."""
     names, tensors = list(named), list(named.values())
     ext = _cpu_scanner(tensors)
@@ -66,9 +66,10 @@ def _check_finite(named: dict[str, Tensor]) -> None:
 
 def validate_inputs(
     means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-    sh_degree, near_plane, far_plane, eps2d, backgrounds, render_mode, tile_size,
+    sh_degree, near_plane, far_plane, eps2d, backgrounds, render_mode, tile_size, scan_colors=True,
 ) -> int | None:  # fmt: skip
-    """Check every argument; returns the SH degree to use (None for plain colors)."""
+    """Check every argument; returns the SH degree to use (None for plain colors).
+    scan_colors=False leaves colors' values unscanned (the caller's backend checks them)."""
     if not isinstance(means, Tensor) or not means.is_floating_point():
         raise ValueError(f"means must be a floating-point torch.Tensor, got {getattr(means, 'dtype', type(means).__name__)}")
     device, dtype = means.device, means.dtype
@@ -126,6 +127,6 @@ def validate_inputs(
         D = 3 if colors.dim() == 3 else colors.shape[-1]
         _check_tensor("backgrounds", backgrounds, (C, D), device, dtype)
     named = {"means": means, "quats": quats, "scales": scales, "opacities": opacities, "viewmats": viewmats,
-             "Ks": Ks, "colors": colors, "backgrounds": backgrounds}  # fmt: skip
-    _check_finite({name: x for name, x in named.items() if x is not None and x.numel()})
+             "Ks": Ks, "colors": colors if scan_colors else None, "backgrounds": backgrounds}  # fmt: skip
+    check_finite({name: x for name, x in named.items() if x is not None and x.numel()})
     return degree

@@ -39,6 +39,34 @@ def test_bad_input_names_the_argument(make_scene, change, name):
         rasterize(**scene, backend="torch")
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("sh_degree, coeffs, sh_arg", [(3, 16, None), (1, 4, None), (1, 9, 1), (0, 1, None)])
+@pytest.mark.parametrize("render_mode", ["RGB", "RGB+ED", "D"])
+def test_non_finite_sh_coefficients_every_path(cpu_backend, make_scene, bad, sh_degree, coeffs, sh_arg, render_mode):
+    """The cpu backend leaves SH coefficients to its SH pass when it reads all
+    of them (a check of its unclamped colors); otherwise, and for the torch
+    reference, rasterize scans them. Either way a non-finite coefficient,
+    even of a Gaussian off-screen and in a coefficient a view direction
+    weights by 0, names colors, whichever camera and render mode."""
+    for backend in ("cpu", "torch"):
+        scene = make_scene(n=12, cameras=2, sh_degree=sh_degree)
+        scene["colors"] = torch.cat([scene["colors"], torch.zeros(12, coeffs - (sh_degree + 1) ** 2, 3)], dim=1)
+        scene["means"][5] = torch.tensor([0.0, 0.0, -4.0])  # behind both cameras
+        rasterize(**scene, sh_degree=sh_arg, render_mode=render_mode, backend=backend)  # clean input passes
+        scene["colors"][5, coeffs - 1, 2] = bad
+        with pytest.raises(ValueError, match="colors contains NaN or infinite"):
+            rasterize(**scene, sh_degree=sh_arg, render_mode=render_mode, backend=backend)
+
+
+def test_huge_finite_sh_coefficients_are_not_an_error(cpu_backend, make_scene):
+    """An overflow of finite coefficients also makes the SH pass's colors
+    infinite: the exact scan tells it from a non-finite input."""
+    scene = make_scene(n=12, sh_degree=3)
+    scene["colors"][:, :, :] = torch.finfo(torch.float32).max
+    colors, _, _ = rasterize(**scene, backend="cpu")
+    assert torch.isinf(colors).any() or torch.isnan(colors).any()  # the overflow reached the render
+
+
 @pytest.mark.parametrize("scanner", ["cpu extension", "torch"])
 @pytest.mark.parametrize(
     "change, name",
