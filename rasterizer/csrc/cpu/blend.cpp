@@ -438,15 +438,27 @@ struct Backward {
 // Calls body(k, g) for every intersection k (g = ids[k]), for each Gaussian in
 // intersection order. Threads own disjoint ranges of Gaussians and each scans
 // the whole id list, so per-Gaussian sums are the same for any thread count.
+// (Summing into one 64-byte row per Gaussian, split into the outputs after,
+// measured 0.96x: the scattered updates are not what this costs.)
 template <typename Body>
 void for_each_intersection_by_gaussian(const BlendInputs& in, int64_t n_gaussians, Body&& body) {
 #pragma omp parallel num_threads(threads_for(in.M, 2.0))
     {
         const int64_t T = omp_get_num_threads(), t = omp_get_thread_num();
-        const int64_t g0 = n_gaussians * t / T, g1 = n_gaussians * (t + 1) / T;
-        for (int64_t k = 0; k < in.M; ++k) {
-            const int64_t g = in.ids[k];
-            if (g >= g0 && g < g1) body(k, g);
+        const int64_t g0 = n_gaussians * t / T;
+        const uint32_t span = uint32_t(n_gaussians * (t + 1) / T - g0);
+        // This thread's intersections, picked out a block at a time without a
+        // branch: one on the owner mispredicted about every other entry.
+        constexpr int64_t BLOCK = 2048;
+        int32_t mine[BLOCK];
+        for (int64_t k0 = 0; k0 < in.M; k0 += BLOCK) {
+            const int64_t k1 = std::min(in.M, k0 + BLOCK);
+            int n = 0;
+            for (int64_t k = k0; k < k1; ++k) {
+                mine[n] = int32_t(k);
+                n += uint32_t(in.ids[k] - g0) < span;  // g in [g0, g0 + span)
+            }
+            for (int j = 0; j < n; ++j) body(mine[j], in.ids[mine[j]]);
         }
     }
 }
