@@ -97,7 +97,7 @@ def time_blend(exts: dict, case: str, repeats: int) -> dict:
     name_of = {id(ext): name for name, ext in exts.items()}
     return alternate(exts, repeats, lambda ext: ext.blend_forward(*args[name_of[id(ext)]]),
                      lambda ext, out: ext.blend_backward(*args[name_of[id(ext)]], out[2], out[3], v_render, v_alpha,
-                                                         False))  # fmt: skip
+                                                         False, *out[6:]))  # fmt: skip
 
 
 def time_projection(exts: dict, case: str, repeats: int) -> dict:

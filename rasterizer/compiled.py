@@ -1,8 +1,8 @@
 """The four stages over a compiled extension (the CPU or the CUDA one).
 
-Both extensions expose the same ops with the same signatures, so one set of
-autograd Functions serves both: each Function takes the extension module as
-its first argument. Same stage signatures as `reference.py`; inputs are
+Both extensions expose the same ops with the same signatures (but for the
+CPU blend's packed rows, see _Blend), so one set of autograd Functions serves
+both: each Function takes the extension module as its first argument. Same stage signatures as `reference.py`; inputs are
 float32 tensors on the extension's device (checked by `rasterize`).
 """
 
@@ -81,10 +81,12 @@ class _Blend(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ext, means2d, conics, colors, opacities, isect_offsets, flatten_ids, width, height, tile_size,
                 absgrad):
-        render, alphas, final_T, last_ids, weights, counts = ext.blend_forward(
+        # the CPU's blend also returns its packed per-Gaussian rows, which its backward takes back
+        render, alphas, final_T, last_ids, weights, counts, *packed = ext.blend_forward(
             _c(means2d), _c(conics), _c(colors), _c(opacities), isect_offsets, flatten_ids, width, height, tile_size
         )
-        ctx.save_for_backward(means2d, conics, colors, opacities, isect_offsets, flatten_ids, final_T, last_ids)
+        ctx.save_for_backward(means2d, conics, colors, opacities, isect_offsets, flatten_ids, final_T, last_ids,
+                              *packed)  # fmt: skip
         ctx.ext, ctx.settings = ext, (width, height, tile_size)
         ctx.absgrad = absgrad
         ctx.means2d = means2d if absgrad else None  # backward sets .absgrad on it
@@ -94,12 +96,12 @@ class _Blend(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_render, v_alphas, v_weights, v_counts):
-        means2d, conics, colors, opacities, isect_offsets, flatten_ids, final_T, last_ids = ctx.saved_tensors
+        means2d, conics, colors, opacities, isect_offsets, flatten_ids, final_T, last_ids, *packed = ctx.saved_tensors
         v_render = _zeros_if_none(v_render, final_T, [*final_T.shape, colors.shape[-1]])
         v_alphas = _zeros_if_none(v_alphas, final_T, [*final_T.shape, 1])
         v_means2d, v_conics, v_colors, v_opacities, v_abs = ctx.ext.blend_backward(
             _c(means2d), _c(conics), _c(colors), _c(opacities), isect_offsets, flatten_ids, *ctx.settings,
-            final_T, last_ids, _c(v_render), _c(v_alphas), ctx.absgrad,
+            final_T, last_ids, _c(v_render), _c(v_alphas), ctx.absgrad, *packed,
         )  # fmt: skip
         if ctx.absgrad:
             ctx.means2d.absgrad = v_abs

@@ -233,3 +233,32 @@ def test_equal_depths_keep_gaussian_order(cpu_backend, make_scene):
     z[::3] = z[0]  # a third of the Gaussians share one depth
     z[1::7] = z[1] * 37.0  # others far behind
     compare(scene)
+
+
+def test_blend_backward_repacks_without_the_forward_rows(cpu_backend, make_scene):
+    """blend_backward takes the forward pass's packed rows back (blend_forward's
+    last output) or, given an empty tensor, packs them again: the same
+    gradients bit for bit; rows of the wrong size are an error."""
+    from splat.rasterizer.backends import select
+
+    scene = make_scene(n=300, cameras=2, seed=6)
+    stages = select("cpu", scene["means"])
+    ext = cpu_backend.load_extension()
+    W, H = scene["width"], scene["height"]
+    radii, means2d, depths, conics, _ = stages.project_gaussians(
+        scene["means"], scene["quats"], scene["scales"], scene["opacities"], scene["viewmats"], scene["Ks"], W, H
+    )
+    colors = torch.rand(2, 300, 3)
+    opacities = scene["opacities"][None].expand(2, -1).contiguous()
+    _, offsets, ids = stages.intersect_tiles(means2d, radii, depths, 16, (W + 15) // 16, (H + 15) // 16, conics, opacities)
+    blend_in = (means2d.detach(), conics.detach(), colors, opacities, offsets, ids, W, H, 16)
+    out = ext.blend_forward(*blend_in)
+    assert len(out) == 7 and out[6].numel() == 2 * 300 * 16
+    v_render, v_alphas = torch.rand_like(out[0]), torch.rand_like(out[1])
+    reused = ext.blend_backward(*blend_in, out[2], out[3], v_render, v_alphas, True, out[6])
+    repacked = ext.blend_backward(*blend_in, out[2], out[3], v_render, v_alphas, True, torch.empty(0))
+    assert reused[0].abs().sum() > 0
+    for a, b in zip(reused, repacked):
+        assert torch.equal(a, b)
+    with pytest.raises(RuntimeError, match="forward_packed"):
+        ext.blend_backward(*blend_in, out[2], out[3], v_render, v_alphas, True, out[6][:-16])

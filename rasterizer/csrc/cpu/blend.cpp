@@ -77,15 +77,18 @@ void gather_chunk(const BlendInputs& in, int64_t k0, int64_t k1, float* dst) {
     }
 }
 
-AlignedFloats pack_gaussians(const Tensor& means2d, const Tensor& conics, const Tensor& colors,
-                             const Tensor& opacities) {
+// The packed rows [C*N * stride] as a tensor (aligned like AlignedFloats):
+// the forward pass hands them to the backward pass, which would otherwise
+// pack the same rows again.
+Tensor pack_gaussians(const Tensor& means2d, const Tensor& conics, const Tensor& colors, const Tensor& opacities) {
     const int64_t CN = colors.size(0) * colors.size(1), D = colors.size(2), S = pack_stride(D);
     const float *m = means2d.data_ptr<float>(), *q = conics.data_ptr<float>();
     const float *c = colors.data_ptr<float>(), *o = opacities.data_ptr<float>();
-    AlignedFloats packed(CN * S);
+    AlignedFloats rows(CN * S);
+    float* packed = rows.data.get();
     at::parallel_for(0, CN, grain_for(CN, 5.0), [&](int64_t begin, int64_t end) {
         for (int64_t g = begin; g < end; ++g) {
-            float* row = packed.data.get() + g * S;
+            float* row = packed + g * S;
             row[0] = m[g * 2], row[1] = m[g * 2 + 1];
             row[2] = q[g * 3], row[3] = q[g * 3 + 1], row[4] = q[g * 3 + 2];
             row[5] = o[g];
@@ -94,7 +97,7 @@ AlignedFloats pack_gaussians(const Tensor& means2d, const Tensor& conics, const 
             for (int64_t ch = 0; ch < D; ++ch) row[PACK_HEADER + ch] = c[g * D + ch];
         }
     });
-    return packed;
+    return torch::from_blob(rows.data.release(), {CN * S}, [](void* p) { std::free(p); }, colors.options());
 }
 
 struct TileGeometry {
@@ -463,9 +466,9 @@ void for_each_intersection_by_gaussian(const BlendInputs& in, int64_t n_gaussian
     }
 }
 
-BlendInputs blend_inputs(const AlignedFloats& packed, const Tensor& colors, const Tensor& isect_offsets,
+BlendInputs blend_inputs(const Tensor& packed, const Tensor& colors, const Tensor& isect_offsets,
                          const Tensor& flatten_ids, int64_t width, int64_t height, int64_t tile_size) {
-    return {packed.data.get(), isect_offsets.data_ptr<int>(), flatten_ids.data_ptr<int>(), colors.size(2),
+    return {packed.data_ptr<float>(), isect_offsets.data_ptr<int>(), flatten_ids.data_ptr<int>(), colors.size(2),
             flatten_ids.size(0), isect_offsets.numel(), isect_offsets.size(2), isect_offsets.size(1),
             tile_size, width, height};
 }
@@ -475,7 +478,7 @@ BlendInputs blend_inputs(const AlignedFloats& packed, const Tensor& colors, cons
 std::vector<Tensor> blend_forward(const Tensor& means2d, const Tensor& conics, const Tensor& colors,
                                   const Tensor& opacities, const Tensor& isect_offsets, const Tensor& flatten_ids,
                                   int64_t width, int64_t height, int64_t tile_size) {
-    const AlignedFloats packed = pack_gaussians(means2d, conics, colors, opacities);
+    const Tensor packed = pack_gaussians(means2d, conics, colors, opacities);
     const BlendInputs in = blend_inputs(packed, colors, isect_offsets, flatten_ids, width, height, tile_size);
     const int64_t C = colors.size(0), N = colors.size(1), D = in.D;
     auto f32 = colors.options();
@@ -499,15 +502,19 @@ std::vector<Tensor> blend_forward(const Tensor& means2d, const Tensor& conics, c
         wt[g] += isect_weight[k];
         pc[g] += isect_pixels[k];
     });
-    return {render, alphas, final_T, last_ids, weights, pixel_counts};
+    return {render, alphas, final_T, last_ids, weights, pixel_counts, packed};
 }
 
 std::vector<Tensor> blend_backward(const Tensor& means2d, const Tensor& conics, const Tensor& colors,
                                    const Tensor& opacities, const Tensor& isect_offsets, const Tensor& flatten_ids,
                                    int64_t width, int64_t height, int64_t tile_size, const Tensor& final_T,
                                    const Tensor& last_ids, const Tensor& v_render_colors,
-                                   const Tensor& v_render_alphas, bool absgrad) {
-    const AlignedFloats packed = pack_gaussians(means2d, conics, colors, opacities);
+                                   const Tensor& v_render_alphas, bool absgrad, const Tensor& forward_packed) {
+    // the forward pass's rows (blend_forward's last output), or, empty, packed anew
+    const int64_t rows_floats = colors.size(0) * colors.size(1) * pack_stride(colors.size(2));
+    TORCH_CHECK(forward_packed.numel() == 0 || forward_packed.numel() == rows_floats,
+                "blend_backward: forward_packed is not blend_forward's last output for these inputs");
+    const Tensor packed = forward_packed.numel() ? forward_packed : pack_gaussians(means2d, conics, colors, opacities);
     const BlendInputs in = blend_inputs(packed, colors, isect_offsets, flatten_ids, width, height, tile_size);
     const int64_t C = colors.size(0), N = colors.size(1), D = in.D;
     const int64_t G = GRAD_SLOTS + D;

@@ -34,6 +34,8 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
                                     const Tensor& conics, const Tensor& opacities, int64_t tile_size,
                                     int64_t tile_width, int64_t tile_height);
 
+// -> render, alphas, final_T, last_ids, weights, pixel_counts, and the packed
+// per-Gaussian rows, which blend_backward takes back (or an empty tensor).
 std::vector<Tensor> blend_forward(const Tensor& means2d, const Tensor& conics, const Tensor& colors,
                                   const Tensor& opacities, const Tensor& isect_offsets, const Tensor& flatten_ids,
                                   int64_t width, int64_t height, int64_t tile_size);
@@ -42,7 +44,7 @@ std::vector<Tensor> blend_backward(const Tensor& means2d, const Tensor& conics, 
                                    const Tensor& opacities, const Tensor& isect_offsets, const Tensor& flatten_ids,
                                    int64_t width, int64_t height, int64_t tile_size, const Tensor& render_alphas,
                                    const Tensor& last_ids, const Tensor& v_render_colors,
-                                   const Tensor& v_render_alphas, bool absgrad);
+                                   const Tensor& v_render_alphas, bool absgrad, const Tensor& forward_packed);
 
 // Input validation (float32, contiguous): the index of the first tensor
 // holding a NaN or an infinity, or -1; whether quats [N, 4] holds a
