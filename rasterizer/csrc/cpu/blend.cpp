@@ -118,8 +118,9 @@ int64_t pixel_index(const BlendInputs& in, const TileGeometry& t, int r, int i) 
 }
 
 // Pixel rows [r0, r1] of the tile that can see the Gaussian (empty if r0 > r1),
-// from its alpha >= 1/255 half-extent in y.
-std::pair<int, int> visible_rows(float mean_y, float ext, const TileGeometry& t) {
+// from its alpha >= 1/255 half-extent in y. (GCC left it a call in the
+// backward pass: inlined, blend backward 1.04-1.08x.)
+[[gnu::always_inline]] inline std::pair<int, int> visible_rows(float mean_y, float ext, const TileGeometry& t) {
     float lo = std::ceil(mean_y - ext - t.y0 - 0.5f), hi = std::floor(mean_y + ext - t.y0 - 0.5f);
     return {int(std::max(lo, 0.f)), int(std::min(hi, float(t.height - 1)))};
 }
