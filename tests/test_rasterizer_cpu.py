@@ -262,3 +262,35 @@ def test_blend_backward_repacks_without_the_forward_rows(cpu_backend, make_scene
         assert torch.equal(a, b)
     with pytest.raises(RuntimeError, match="forward_packed"):
         ext.blend_backward(*blend_in, out[2], out[3], v_render, v_alphas, True, out[6][:-16])
+
+
+@pytest.mark.parametrize("degree, K", [(0, 1), (1, 4), (2, 9), (3, 16), (1, 16)])
+def test_sh_colors_in_transposed_blocks_match(cpu_backend, degree, K):
+    """The SH pass transposes the coefficients of 256 Gaussians at a time
+    (AVX-512) and runs the rest one by one: both agree with the reference, a
+    Gaussian alone (the other path) agrees with itself in a block, and the
+    result does not depend on the thread count."""
+    from splat.rasterizer import reference
+
+    g = torch.Generator().manual_seed(K)
+    N = 1100  # one 1024-Gaussian task of four blocks, and a task with a remainder
+    means = torch.randn(N, 3, generator=g) * 2.0
+    coeffs = torch.randn(N, K, 3, generator=g) * 0.5
+    viewmats = torch.eye(4).repeat(2, 1, 1)
+    viewmats[1, :3, 3] = torch.tensor([0.3, -0.2, 1.0])
+    ext = cpu_backend.load_extension()
+    colors, raw = ext.sh_colors_forward(degree, means, viewmats, coeffs)
+    torch.testing.assert_close(colors, reference.sh_colors(degree, means, viewmats, coeffs), atol=1e-5, rtol=1e-5)
+    for i in (0, 17, 255, 256, 1023, 1099):
+        alone, alone_raw = ext.sh_colors_forward(degree, means[i : i + 1], viewmats, coeffs[i : i + 1])
+        torch.testing.assert_close(alone_raw[:, 0], raw[:, i], atol=1e-6, rtol=1e-6)
+    previous, min_work = torch.get_num_threads(), ext.set_min_parallel_work_ns(0)  # split even this small pass
+    try:
+        torch.set_num_threads(2)
+        two_threads = ext.sh_colors_forward(degree, means, viewmats, coeffs)
+        torch.set_num_threads(1)
+        one_thread = ext.sh_colors_forward(degree, means, viewmats, coeffs)
+    finally:
+        torch.set_num_threads(previous)
+        ext.set_min_parallel_work_ns(min_work)
+    assert torch.equal(one_thread[0], two_threads[0]) and torch.equal(one_thread[1], two_threads[1])

@@ -87,15 +87,16 @@ HOST_DEVICE Vec3 unit_direction(Vec3 dir, float* inv_norm) {
     return {dir.x * inv, dir.y * inv, dir.z * inv};
 }
 
-// color[3] = sum_k basis_k(dir / |dir|) * coeffs[k][0..3)
-HOST_DEVICE void sh_to_color(int degree, Vec3 dir, const float* coeffs, float* color) {
+// color[3] = sum_k basis_k(dir / |dir|) * coeffs[k][0..3), coefficient j of
+// the row at coeffs[j * stride] (the CPU passes blocks transposed, stride 256)
+HOST_DEVICE void sh_to_color(int degree, Vec3 dir, const float* coeffs, float* color, int stride = 1) {
     float inv, basis[16];
     const Vec3 d = unit_direction(dir, &inv);
     sh_basis(degree, d.x, d.y, d.z, basis);
     int K = (degree + 1) * (degree + 1);
     for (int ch = 0; ch < 3; ++ch) {
         float sum = 0.f;
-        for (int k = 0; k < K; ++k) sum += basis[k] * coeffs[k * 3 + ch];
+        for (int k = 0; k < K; ++k) sum += basis[k] * coeffs[(k * 3 + ch) * stride];
         color[ch] = sum;
     }
 }
