@@ -2,8 +2,9 @@
 
 Both extensions expose the same ops with the same signatures (but for the
 CPU blend's packed rows, see _Blend), so one set of autograd Functions serves
-both: each Function takes the extension module as its first argument. Same stage signatures as `reference.py`; inputs are
-float32 tensors on the extension's device (checked by `rasterize`).
+both: each Function takes the extension module as its first argument. Same
+stage signatures as `reference.py`; inputs are float32 tensors on the
+extension's device (checked by `rasterize`).
 """
 
 from __future__ import annotations
