@@ -136,13 +136,15 @@ def time_sh_and_intersection(exts: dict, case: str, repeats: int) -> dict:
     W, H = s["width"], s["height"]
 
     def sh_forward(ext):  # the fused colors stage, or (older revisions) SH on given directions
-        if hasattr(ext, "sh_colors_forward"):
-            return ext.sh_colors_forward(3, means, viewmats, coeffs)
-        return ext.sh_forward(3, dirs, coeffs)
+        if not hasattr(ext, "sh_colors_forward"):
+            return ext.sh_forward(3, dirs, coeffs)
+        if "arg4: bool" in ext.sh_colors_forward.__doc__:  # with the direction Jacobian, as training asks
+            return ext.sh_colors_forward(3, means, viewmats, coeffs, True)
+        return ext.sh_colors_forward(3, means, viewmats, coeffs)  # revisions before it
 
     def sh_backward(ext, out):
         if hasattr(ext, "sh_colors_backward"):
-            return ext.sh_colors_backward(3, means, viewmats, coeffs, out[1], v_colors)
+            return ext.sh_colors_backward(3, means, viewmats, coeffs, out[1], v_colors, *out[2:])
         return ext.sh_backward(3, dirs, coeffs, v_colors)
 
     sh = alternate(exts, repeats, sh_forward, sh_backward)

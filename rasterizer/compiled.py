@@ -1,10 +1,11 @@
 """The four stages over a compiled extension (the CPU or the CUDA one).
 
-Both extensions expose the same ops with the same signatures (but for the
-CPU blend's packed rows, see _Blend), so one set of autograd Functions serves
-both: each Function takes the extension module as its first argument. Same
-stage signatures as `reference.py`; inputs are float32 tensors on the
-extension's device (checked by `rasterize`).
+Both extensions expose the same ops with the same signatures, but for the
+CPU's extra outputs that its backward takes back (the blend's packed rows and
+the SH direction Jacobian, see _Blend and _ShColors), so one set of autograd
+Functions serves both: each Function takes the extension module as its first
+argument. Same stage signatures as `reference.py`; inputs are float32 tensors
+on the extension's device (checked by `rasterize`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from splat.rasterizer.validation import check_finite
 
 
 def _c(x: Tensor) -> Tensor:
-    return x.detach().contiguous()
+    """x in contiguous memory for the extension, which only reads it (so no
+    detach(): 0.07 us a tensor instead of 0.4, for some 40 tensors a render)."""
+    return x.contiguous()
 
 
 def _zeros_if_none(grad: Tensor | None, like: Tensor, shape: list[int]) -> Tensor:
@@ -47,8 +50,10 @@ class _Project(torch.autograd.Function):
         viewmat_grad = ctx.needs_input_grad[5]  # v_viewmats is None without it
         C, N = radii.shape[:2]
         v_means2d = _zeros_if_none(v_means2d, means, [C, N, 2])
-        v_depths, v_comps = _zeros_if_none(v_depths, means, [C, N]), _zeros_if_none(v_comps, means, [C, N])
         v_conics = _zeros_if_none(v_conics, means, [C, N, 3])
+        # depths and compensations are often unused: empty stands for zeros
+        v_depths = v_depths if v_depths is not None else means.new_empty(0)
+        v_comps = v_comps if v_comps is not None else means.new_empty(0)
         v_means, v_quats, v_scales, v_viewmats = ctx.ext.project_backward(
             _c(means), _c(quats), _c(scales), _c(viewmats), _c(Ks), *ctx.settings, radii,
             _c(v_means2d), _c(v_depths), _c(v_conics), _c(v_comps), viewmat_grad,
@@ -59,21 +64,24 @@ class _Project(torch.autograd.Function):
 class _ShColors(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ext, degree, means, viewmats, coeffs, check_coeffs):
-        colors, raw = ext.sh_colors_forward(degree, _c(means), _c(viewmats), _c(coeffs))
+        # the CPU's forward also returns the direction Jacobian (if asked for),
+        # which its backward takes back instead of reading the coefficients again
+        colors, raw, *jacobian = ext.sh_colors_forward(degree, _c(means), _c(viewmats), _c(coeffs),
+                                                       ctx.needs_input_grad[2] or ctx.needs_input_grad[3])
         # A non-finite coefficient the pass read makes its unclamped color
         # non-finite; so can an overflow of finite ones, which the exact scan
         # tells apart.
         if check_coeffs and ext.first_non_finite([raw]) >= 0:
             check_finite({"colors": coeffs})
         ctx.ext, ctx.degree = ext, degree
-        ctx.save_for_backward(means, viewmats, coeffs, raw)
+        ctx.save_for_backward(means, viewmats, coeffs, raw, *jacobian)
         return colors
 
     @staticmethod
     def backward(ctx, v_colors):
-        means, viewmats, coeffs, raw = ctx.saved_tensors
+        means, viewmats, coeffs, raw, *jacobian = ctx.saved_tensors
         v_means, v_coeffs, v_viewmats = ctx.ext.sh_colors_backward(
-            ctx.degree, _c(means), _c(viewmats), _c(coeffs), raw, _c(v_colors)
+            ctx.degree, _c(means), _c(viewmats), _c(coeffs), raw, _c(v_colors), *jacobian
         )
         return None, None, v_means, v_viewmats if ctx.needs_input_grad[3] else None, v_coeffs, None
 

@@ -99,7 +99,7 @@ def validate_inputs(
         raise ValueError(f"eps2d must be >= 0, got {eps2d}")
     if N and _has_zero_quaternion(quats):
         raise ValueError("quats contains zero-length quaternions")
-    if (Ks[:, 0, 0] <= 0).any() or (Ks[:, 1, 1] <= 0).any():
+    if any(K[0][0] <= 0 or K[1][1] <= 0 for K in Ks.tolist()):  # (a list: 1 us, torch's ops 10)
         raise ValueError("Ks must have positive focal lengths fx = K[0,0] and fy = K[1,1]")
 
     if not isinstance(colors, Tensor):

@@ -108,13 +108,15 @@ def test_value_scans_of_the_cpu_extension(cpu_backend):
                 x[pos] = bad
                 assert ext.first_non_finite([base, x, base]) == 1, (n, pos, bad)
                 assert ext.first_non_finite([x, base]) == 0
-    quats = torch.randn(33, 4)
-    assert not ext.any_zero_quaternion(quats)
-    quats[32] = torch.tensor([0.0, 0.0, 1e-45, 0.0])  # tiny but not zero, as torch sees it
-    assert not ext.any_zero_quaternion(quats)
-    assert bool((quats.abs() @ torch.ones(4)).min() > 0)
-    quats[32] = torch.tensor([-0.0, 0.0, -0.0, 0.0])
-    assert ext.any_zero_quaternion(quats)
+    for n in (1, 16, 17, 33, 1000):  # the vectorized loop's body and remainder
+        for pos in sorted({0, n // 2, n - 1}):
+            quats = torch.randn(n, 4)
+            assert not ext.any_zero_quaternion(quats)
+            quats[pos] = torch.tensor([0.0, 0.0, 1e-45, 0.0])  # tiny but not zero, as torch sees it
+            assert not ext.any_zero_quaternion(quats)
+            assert bool((quats.abs() @ torch.ones(4)).min() > 0)
+            quats[pos] = torch.tensor([-0.0, 0.0, -0.0, 0.0])
+            assert ext.any_zero_quaternion(quats), (n, pos)
 
 
 def test_bad_options(make_scene):

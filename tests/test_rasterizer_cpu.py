@@ -224,6 +224,32 @@ def test_fixed_cameras_skip_the_viewmat_gradient(cpu_backend, make_scene):
         assert torch.equal(inputs[name].grad, with_pose[name]), name
 
 
+def test_project_backward_takes_empty_for_unreached_gradients(cpu_backend, make_scene):
+    """project_backward reads an empty v_depths or v_compensations as zeros (the
+    backward pass did not reach them): the same gradients as explicit zeros, for
+    two cameras and with each one given."""
+    scene = make_scene(n=2000, cameras=2, seed=6)
+    ext = cpu_backend.load_extension()
+    gaussians = (scene["means"], scene["quats"], scene["scales"])
+    settings = (scene["width"], scene["height"], 0.3, 0.01, 1e10, True)
+    radii = ext.project_forward(*gaussians, scene["opacities"], scene["viewmats"], scene["Ks"], *settings)[0]
+    g = torch.Generator().manual_seed(0)
+    C, N = radii.shape[:2]
+    v_means2d, v_conics = torch.randn(C, N, 2, generator=g), torch.randn(C, N, 3, generator=g)
+    v_depths, v_comps = torch.randn(C, N, generator=g), torch.randn(C, N, generator=g)
+    zeros, empty = torch.zeros(C, N), torch.empty(0)
+
+    def grads(depths, comps):
+        return ext.project_backward(*gaussians, scene["viewmats"], scene["Ks"], *settings, radii, v_means2d,
+                                    depths, v_conics, comps, True)  # fmt: skip
+
+    for depths, comps in ((zeros, zeros), (v_depths, zeros), (zeros, v_comps)):
+        explicit = grads(depths, comps)
+        implicit = grads(empty if depths is zeros else depths, empty if comps is zeros else comps)
+        assert all(torch.equal(a, b) for a, b in zip(explicit, implicit))
+    assert not torch.equal(grads(v_depths, v_comps)[0], grads(zeros, zeros)[0])  # the inputs matter
+
+
 def test_equal_depths_keep_gaussian_order(cpu_backend, make_scene):
     """Binning sorts by depth once (radix sort); ties must keep index order as the
     reference's stable sort does, with several cameras and depths spanning
@@ -279,18 +305,85 @@ def test_sh_colors_in_transposed_blocks_match(cpu_backend, degree, K):
     viewmats = torch.eye(4).repeat(2, 1, 1)
     viewmats[1, :3, 3] = torch.tensor([0.3, -0.2, 1.0])
     ext = cpu_backend.load_extension()
-    colors, raw = ext.sh_colors_forward(degree, means, viewmats, coeffs)
+    colors, raw, jacobian = ext.sh_colors_forward(degree, means, viewmats, coeffs, True)
     torch.testing.assert_close(colors, reference.sh_colors(degree, means, viewmats, coeffs), atol=1e-5, rtol=1e-5)
+    without = ext.sh_colors_forward(degree, means, viewmats, coeffs, False)
+    assert torch.equal(without[0], colors) and torch.equal(without[1], raw) and without[2].numel() == 0
     for i in (0, 17, 255, 256, 1023, 1099):
-        alone, alone_raw = ext.sh_colors_forward(degree, means[i : i + 1], viewmats, coeffs[i : i + 1])
+        _, alone_raw, alone_jacobian = ext.sh_colors_forward(degree, means[i : i + 1], viewmats, coeffs[i : i + 1], True)
         torch.testing.assert_close(alone_raw[:, 0], raw[:, i], atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(alone_jacobian[..., 0], jacobian[..., i], atol=1e-6, rtol=1e-5)
     previous, min_work = torch.get_num_threads(), ext.set_min_parallel_work_ns(0)  # split even this small pass
     try:
         torch.set_num_threads(2)
-        two_threads = ext.sh_colors_forward(degree, means, viewmats, coeffs)
+        two_threads = ext.sh_colors_forward(degree, means, viewmats, coeffs, True)
         torch.set_num_threads(1)
-        one_thread = ext.sh_colors_forward(degree, means, viewmats, coeffs)
+        one_thread = ext.sh_colors_forward(degree, means, viewmats, coeffs, True)
     finally:
         torch.set_num_threads(previous)
         ext.set_min_parallel_work_ns(min_work)
-    assert torch.equal(one_thread[0], two_threads[0]) and torch.equal(one_thread[1], two_threads[1])
+    assert all(torch.equal(a, b) for a, b in zip(one_thread, two_threads))
+
+
+@pytest.mark.parametrize("degree, K", [(0, 1), (1, 4), (2, 9), (3, 16), (1, 16)])
+def test_sh_backward_with_and_without_the_direction_jacobian(cpu_backend, degree, K):
+    """The SH backward pass takes the direction Jacobian the forward pass kept
+    [C, 9, N], or an empty tensor (then it reads the coefficients): both give
+    the reference's gradients (autograd through reference.sh_colors), for any
+    thread count; a Jacobian of the wrong size is refused."""
+    from splat.rasterizer import reference
+
+    g = torch.Generator().manual_seed(10 + K)
+    N = 1100  # blocks of 256 and a remainder
+    means = torch.randn(N, 3, generator=g) * 2.0
+    coeffs = torch.randn(N, K, 3, generator=g) * 0.5
+    viewmats = torch.eye(4).repeat(2, 1, 1)
+    viewmats[1, :3, 3] = torch.tensor([0.3, -0.2, 1.0])
+    v_colors = torch.randn(2, N, 3, generator=g)
+    inputs = [x.clone().requires_grad_(True) for x in (means, viewmats, coeffs)]
+    (reference.sh_colors(degree, *inputs) * v_colors).sum().backward()
+    expected = {"means": inputs[0].grad, "coeffs": inputs[2].grad, "viewmats": inputs[1].grad}
+
+    ext = cpu_backend.load_extension()
+    _, raw, jacobian = ext.sh_colors_forward(degree, means, viewmats, coeffs, True)
+    assert jacobian.shape == (2, 9, N)
+    previous, min_work = torch.get_num_threads(), ext.set_min_parallel_work_ns(0)
+    try:
+        for jac in (jacobian, torch.empty(0)):
+            results = []
+            for threads in (2, 1):
+                torch.set_num_threads(threads)
+                results.append(ext.sh_colors_backward(degree, means, viewmats, coeffs, raw, v_colors, jac))
+            assert all(torch.equal(a, b) for a, b in zip(*results))
+            for (name, ref), ours in zip(expected.items(), results[0]):
+                if degree == 0 and name != "coeffs":  # colors do not depend on the view
+                    assert torch.equal(ours, torch.zeros_like(ours)), name
+                    continue
+                assert (ours - ref).norm() / ref.norm() < 1e-5, (name, jac.numel())
+    finally:
+        torch.set_num_threads(previous)
+        ext.set_min_parallel_work_ns(min_work)
+    with pytest.raises(RuntimeError, match="dir_jacobian"):
+        ext.sh_colors_backward(degree, means, viewmats, coeffs, raw, v_colors, jacobian[:1])
+
+
+def test_sh_passes_over_coefficients_larger_than_the_caches(cpu_backend):
+    """Above 8 MB of coefficients the forward pass prefetches them and the
+    backward pass writes their gradient with non-temporal stores: the results
+    are bit-identical to two calls on halves that stay below it."""
+    g = torch.Generator().manual_seed(5)
+    N, half = 50_000, 25_600  # 9.6 MB; the split keeps the blocks of 1024 and 256 aligned
+    means, coeffs = torch.randn(N, 3, generator=g) * 2.0, torch.randn(N, 16, 3, generator=g) * 0.5
+    viewmats, v_colors = torch.eye(4)[None], torch.randn(1, N, 3, generator=g)
+    ext = cpu_backend.load_extension()
+    whole = ext.sh_colors_forward(3, means, viewmats, coeffs, True)
+    parts = [ext.sh_colors_forward(3, means[s], viewmats, coeffs[s], True) for s in (slice(0, half), slice(half, N))]
+    for i, dim in ((0, 1), (1, 1), (2, 2)):  # colors, raw [C, N, 3]; Jacobian [C, 9, N]
+        assert torch.equal(whole[i], torch.cat([p[i] for p in parts], dim=dim))
+    v_whole = ext.sh_colors_backward(3, means, viewmats, coeffs, whole[1], v_colors, whole[2])
+    v_parts = [
+        ext.sh_colors_backward(3, means[s], viewmats, coeffs[s], p[1], v_colors[:, s], p[2])
+        for s, p in zip((slice(0, half), slice(half, N)), parts)
+    ]
+    assert torch.equal(v_whole[0], torch.cat([v[0] for v in v_parts]))  # v_means
+    assert torch.equal(v_whole[1], torch.cat([v[1] for v in v_parts]))  # v_coeffs

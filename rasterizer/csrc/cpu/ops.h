@@ -17,17 +17,21 @@ std::vector<Tensor> project_forward(const Tensor& means, const Tensor& quats, co
                                     int64_t height, double eps2d, double near_plane, double far_plane,
                                     bool antialiased);
 
+// v_depths, v_compensations: empty for gradients backward did not reach (zeros)
 std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, const Tensor& scales,
                                      const Tensor& viewmats, const Tensor& Ks, int64_t width, int64_t height,
                                      double eps2d, double near_plane, double far_plane, bool antialiased,
                                      const Tensor& radii, const Tensor& v_means2d, const Tensor& v_depths,
                                      const Tensor& v_conics, const Tensor& v_compensations, bool viewmat_grad);
 
+// -> colors, raw, and the direction Jacobian (empty without dir_jacobian),
+// which sh_colors_backward takes back (or an empty tensor).
 std::vector<Tensor> sh_colors_forward(int64_t degree, const Tensor& means, const Tensor& viewmats,
-                                      const Tensor& coeffs);
+                                      const Tensor& coeffs, bool dir_jacobian);
 
 std::vector<Tensor> sh_colors_backward(int64_t degree, const Tensor& means, const Tensor& viewmats,
-                                       const Tensor& coeffs, const Tensor& raw, const Tensor& v_colors);
+                                       const Tensor& coeffs, const Tensor& raw, const Tensor& v_colors,
+                                       const Tensor& dir_jacobian);
 
 // conics and opacities empty: no reach test (whole tile rectangles)
 std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, const Tensor& depths,

@@ -12,12 +12,14 @@
 namespace splat::cpu {
 namespace {
 
-// All exponent bits set: an infinity or a NaN.
-inline uint32_t non_finite_bit(const float* x) {
+inline uint32_t bits_of(const float* x) {
     uint32_t u;
     std::memcpy(&u, x, 4);
-    return uint32_t((u & 0x7f800000u) == 0x7f800000u);
+    return u;
 }
+
+// All exponent bits set: an infinity or a NaN.
+inline uint32_t non_finite_bit(const float* x) { return uint32_t((bits_of(x) & 0x7f800000u) == 0x7f800000u); }
 
 bool any_non_finite(const Tensor& x) {
     const float* data = x.data_ptr<float>();
@@ -41,15 +43,14 @@ int64_t first_non_finite(const std::vector<Tensor>& tensors) {
 
 bool any_zero_quaternion(const Tensor& quats) {
     const float* q = quats.data_ptr<float>();
+    const int64_t n = quats.size(0);
     uint32_t zero_rows = 0;
-    for (int64_t i = 0; i < quats.size(0); ++i) {
-        uint32_t bits = 0;  // of all four components, signs dropped: 0 only for +-0
-        for (int k = 0; k < 4; ++k) {
-            uint32_t u;
-            std::memcpy(&u, q + i * 4 + k, 4);
-            bits |= u & 0x7fffffffu;
-        }
-        zero_rows |= uint32_t(bits == 0);
+    // all four components' bits OR-ed, signs dropped: 0 only for +-0. (With
+    // an inner loop over the components GCC left it scalar: 1 ns a quaternion.)
+#pragma omp simd reduction(| : zero_rows)
+    for (int64_t i = 0; i < n; ++i) {
+        const uint32_t bits = (bits_of(q + i * 4) | bits_of(q + i * 4 + 1) | bits_of(q + i * 4 + 2) | bits_of(q + i * 4 + 3));
+        zero_rows |= uint32_t((bits & 0x7fffffffu) == 0);
     }
     return zero_rows != 0;
 }

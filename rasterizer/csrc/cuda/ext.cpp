@@ -82,23 +82,27 @@ std::vector<Tensor> project_backward(const Tensor& means, const Tensor& quats, c
                                      const Tensor& v_conics, const Tensor& v_compensations, bool viewmat_grad) {
     const c10::cuda::CUDAGuard guard(means.device());
     const int64_t N = means.size(0), C = viewmats.size(0);
+    // empty: a gradient the backward pass did not reach, i.e. zeros
+    const Tensor v_dep = v_depths.numel() ? v_depths : torch::zeros({C, N}, means.options());
+    const Tensor v_comp = v_compensations.numel() ? v_compensations : torch::zeros({C, N}, means.options());
     Tensor v_means = torch::zeros({N, 3}, means.options());
     Tensor v_quats = torch::zeros({N, 4}, means.options());
     Tensor v_scales = torch::zeros({N, 3}, means.options());
     Tensor v_viewmats = viewmat_grad ? torch::zeros({C, 4, 4}, means.options()) : Tensor();  // None in Python
     ProjectArgs a = project_args(means, quats, scales, Tensor(), viewmats, Ks, width, height, eps2d, near_plane,
                                  far_plane, antialiased);
-    ProjectBackwardIO io = {ptr<int>(radii),        ptr<float>(v_means2d), ptr<float>(v_depths),
-                            ptr<float>(v_conics),   ptr<float>(v_compensations), ptr<float>(v_means),
+    ProjectBackwardIO io = {ptr<int>(radii),        ptr<float>(v_means2d), ptr<float>(v_dep),
+                            ptr<float>(v_conics),   ptr<float>(v_comp),    ptr<float>(v_means),
                             ptr<float>(v_quats),    ptr<float>(v_scales),
                             viewmat_grad ? ptr<float>(v_viewmats) : nullptr};
     check(cuda::project_backward(a, io, stream()), "project_backward");
     return {v_means, v_quats, v_scales, v_viewmats};
 }
 
-// -> colors [C, N, 3], unclamped colors [C, N, 3]
+// -> colors [C, N, 3], unclamped colors [C, N, 3]. dir_jacobian is for the
+// CPU's signature: this backward recomputes the direction gradient.
 std::vector<Tensor> sh_colors_forward(int64_t degree, const Tensor& means, const Tensor& viewmats,
-                                      const Tensor& coeffs) {
+                                      const Tensor& coeffs, bool /*dir_jacobian*/) {
     const c10::cuda::CUDAGuard guard(means.device());
     const int64_t C = viewmats.size(0), N = means.size(0), K = coeffs.size(1);
     Tensor colors = torch::empty({C, N, 3}, means.options()), raw = torch::empty({C, N, 3}, means.options());

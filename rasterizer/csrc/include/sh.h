@@ -115,18 +115,46 @@ HOST_DEVICE void sh_to_color_backward_coeffs(int degree, Vec3 dir, const float* 
         for (int ch = 0; ch < 3; ++ch) v_coeffs[k * 3 + ch] += basis[k] * v_color[ch];
 }
 
-// The gradient w.r.t. the un-normalized dir.
-HOST_DEVICE Vec3 sh_to_color_backward_dir(int degree, Vec3 dir, const float* coeffs, const float* v_color) {
-    float inv, v_basis[16];
+// The gradient w.r.t. the un-normalized dir of sum_k v_basis[k] * basis_k(dir / |dir|).
+HOST_DEVICE Vec3 sh_basis_backward_dir(int degree, Vec3 dir, const float* v_basis) {
+    float inv;
     const Vec3 d = unit_direction(dir, &inv);
-    int K = (degree + 1) * (degree + 1);
-    for (int k = 0; k < K; ++k)
-        v_basis[k] = coeffs[k * 3] * v_color[0] + coeffs[k * 3 + 1] * v_color[1] + coeffs[k * 3 + 2] * v_color[2];
     Vec3 v_d = sh_basis_backward(degree, d.x, d.y, d.z, v_basis);
     // remove the radial part (normalization is scale-invariant), except where
     // |dir| < 1e-12 and the scale was clamped; a select, not a branch, so it vectorizes
     float proj = dot(dir, dir) < 1e-24f ? 0.f : dot(v_d, d);
     return {(v_d.x - proj * d.x) * inv, (v_d.y - proj * d.y) * inv, (v_d.z - proj * d.z) * inv};
+}
+
+// The gradient w.r.t. the un-normalized dir. As in sh_to_color, entry j of
+// coeffs (and of v_color) is at [j * stride].
+HOST_DEVICE Vec3 sh_to_color_backward_dir(int degree, Vec3 dir, const float* coeffs, const float* v_color,
+                                          int stride = 1) {
+    float v_basis[16];
+    int K = (degree + 1) * (degree + 1);
+    const float v0 = v_color[0], v1 = v_color[stride], v2 = v_color[2 * stride];
+    for (int k = 0; k < K; ++k)
+        v_basis[k] = coeffs[k * 3 * stride] * v0 + coeffs[(k * 3 + 1) * stride] * v1 + coeffs[(k * 3 + 2) * stride] * v2;
+    return sh_basis_backward_dir(degree, dir, v_basis);
+}
+
+// jacobian[ch] = d color[ch] / d dir, so that sh_to_color_backward_dir is
+// sum_ch v_color[ch] * jacobian[ch]: the CPU's forward pass keeps it, and its
+// backward pass then need not read the coefficients again.
+HOST_DEVICE void sh_to_color_dir_jacobian(int degree, Vec3 dir, const float* coeffs, Vec3* jacobian,
+                                          int stride = 1) {
+    int K = (degree + 1) * (degree + 1);
+    // each channel's coefficients, written out (with a loop over the
+    // channels GCC left the CPU's loop over Gaussians scalar)
+    float c0[16], c1[16], c2[16];
+    for (int k = 0; k < K; ++k) {
+        c0[k] = coeffs[k * 3 * stride];
+        c1[k] = coeffs[(k * 3 + 1) * stride];
+        c2[k] = coeffs[(k * 3 + 2) * stride];
+    }
+    jacobian[0] = sh_basis_backward_dir(degree, dir, c0);
+    jacobian[1] = sh_basis_backward_dir(degree, dir, c1);
+    jacobian[2] = sh_basis_backward_dir(degree, dir, c2);
 }
 
 // ---- 3DGS view-dependent colors ------------------------------------------
