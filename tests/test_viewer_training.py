@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from types import SimpleNamespace
@@ -129,24 +130,40 @@ def _timed_run(trainer, steps, observers):
     return wall, trainer.cpu
 
 
-def test_training_viewer_overhead_below_10_percent():
-    """A fake training loop with the viewer attached (scene refresh every 20 steps and a
-    'browser' asking for a server-side frame every 30 ms) against the same loop without it.
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds used so far by each of this process's threads, by native thread id."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return out
 
-    Asserted: the extra CPU time the viewer costs (all threads: on_step, snapshots,
-    refreshes, server renders, GUI) is < 10% of the loop's own, measured with one torch
-    thread so the work is deterministic on a shared machine. Printed: the wall-clock
-    ratio too (best of alternating runs; noisy when other jobs share the cores).
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="per-thread CPU times need Linux /proc")
+def test_training_viewer_overhead_below_10_percent():
+    """A fake training loop with the viewer attached: a scene refresh every 20 steps and a
+    'browser' asking for a server-side frame every 30 ms.
+
+    Asserted: the CPU time the viewer costs is < 10% of the training loop's own. Both are
+    counted per thread over the same steps: the viewer's are its time inside on_step on
+    the training thread (snapshots included) plus every other thread of the process
+    (server renders, refreshes, GUI, viser's own threads), except the simulated browser.
+    Comparing the process's total CPU with and without the viewer is printed, not
+    asserted: on a shared 2-core VM two identical runs differ by up to 20%.
     """
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # the training loop is one thread, so the cost is per core
     try:
-        _overhead(threads)
+        _overhead()
     finally:
         torch.set_num_threads(threads)
 
 
-def _overhead(threads):
+def _overhead():
     torch.manual_seed(0)
     # ~60 ms of compute per step: still several times cheaper than a real CPU
     # training step (~300 ms on the built-in scene), so the ratio is conservative
@@ -155,15 +172,22 @@ def _overhead(threads):
     with torch.no_grad():
         trainer.snapshot().render(orbit_camera(0), intrinsics(64, 48), 64, 48)
     steps = 200
+    # the browser's camera path is built up front: its CPU is the client's, not the viewer's
+    K = intrinsics(320, 240)
+    orbit = [CameraState.from_viewmat(orbit_camera(3.0 * i), K, 320, 240) for i in range(120)]
 
     class Browser:
-        """Simulated client: orbits the camera, one request per 30 ms, through the viewer's scheduler."""
+        """Simulated client: orbits the camera, one request per 30 ms, through the viewer's scheduler.
+        Also the meter: per-thread CPU from the first step to the last, and the viewer's time
+        on the training thread."""
 
         def __init__(self):
             self.tv = TrainingViewer(trainer, port=0, refresh_every=20, verbose=False)
             self.sched = None
             self._stop = threading.Event()
             self.thread = None
+            self.on_step_cpu = 0.0
+            self.before = self.after = {}
 
         def on_start(self, tr):
             self.tv.on_start(tr)
@@ -171,15 +195,20 @@ def _overhead(threads):
                                         throttle=self.tv._throttle)  # fmt: skip
             self.thread = threading.Thread(target=self._orbit, daemon=True)
             self.thread.start()
+            self.before = _thread_cpu()
 
         def _orbit(self):
-            a = 0.0
+            i = 0
             while not self._stop.wait(0.03):
-                a += 3.0
-                self.sched.request(CameraState.from_viewmat(orbit_camera(a), intrinsics(320, 240), 320, 240))
+                i += 1
+                self.sched.request(orbit[i % len(orbit)])
 
         def on_step(self, tr, step, m):
+            c0 = time.thread_time()
             self.tv.on_step(tr, step, m)
+            self.on_step_cpu += time.thread_time() - c0
+            if step == steps:
+                self.after = _thread_cpu()  # before on_end's final refresh, a one-off
 
         def on_end(self, tr):
             self.tv.on_end(tr)
@@ -192,21 +221,24 @@ def _overhead(threads):
                 self.sched.stop()
             self.tv.close()
 
-    base, withv = [], []
-    browser_frames = refreshes = 0
-    for _ in range(2):  # alternate to share the machine's load fairly
-        base.append(_timed_run(trainer, steps, []))
-        b = Browser()
-        withv.append(_timed_run(trainer, steps, [b]))
-        browser_frames += b.sched.frames
-        refreshes += b.tv.refreshes
-    cpu_ratio = min(c for _, c in withv) / min(c for _, c in base)
-    wall_ratio = min(w for w, _ in withv) / min(w for w, _ in base)
-    print(f"\nper {steps} steps: CPU {min(c for _, c in base):.2f} s -> {min(c for _, c in withv):.2f} s "
-          f"({100 * (cpu_ratio - 1):+.1f}%), wall {min(w for w, _ in base):.2f} s -> "
-          f"{min(w for w, _ in withv):.2f} s ({100 * (wall_ratio - 1):+.1f}%); "
-          f"{browser_frames} frames, {refreshes} refreshes")
-    # a watching browser must not starve scene refreshes (starved: 2-3 over both runs)
-    assert refreshes >= 8, f"only {refreshes} scene refreshes in {2 * steps} steps"
-    assert browser_frames >= 3, "the simulated browser got no frames"
-    assert cpu_ratio < 1.10, f"the viewer cost {100 * (cpu_ratio - 1):.1f}% extra CPU (limit 10%)"
+        def cpu(self) -> tuple[float, float]:
+            """(training loop, viewer) CPU seconds over the run."""
+            used = {tid: c - self.before.get(tid, 0.0) for tid, c in self.after.items()}
+            main = used.pop(threading.main_thread().native_id)
+            used.pop(self.thread.native_id, None)  # the simulated browser
+            return main - self.on_step_cpu, sum(used.values()) + self.on_step_cpu
+
+    trainer.step = 0
+    base = _timed_run(trainer, steps, [])
+    trainer.step = 0
+    b = Browser()
+    withv = _timed_run(trainer, steps, [b])
+    train_cpu, viewer_cpu = b.cpu()
+    share = viewer_cpu / train_cpu
+    print(f"\nper {steps} steps: viewer {viewer_cpu:.2f} s CPU ({100 * share:.1f}% of training's {train_cpu:.2f} s; "
+          f"{b.tv.snapshot_seconds:.2f} s snapshots, {b.sched.frames} frames, {b.tv.refreshes} refreshes); "
+          f"process CPU {base[1]:.2f} s -> {withv[1]:.2f} s, wall {base[0]:.2f} s -> {withv[0]:.2f} s")  # fmt: skip
+    # a watching browser must not starve scene refreshes (starved: 1-2 per run)
+    assert b.tv.refreshes >= 4, f"only {b.tv.refreshes} scene refreshes in {steps} steps"
+    assert b.sched.frames >= 2, "the simulated browser got no frames"
+    assert share < 0.10, f"the viewer cost {100 * share:.1f}% of the training loop's CPU (limit 10%)"
