@@ -104,13 +104,16 @@ struct TileGeometry {
     int camera, x0, y0, width, height;  // pixel origin and size inside the image
 };
 
-TileGeometry tile_geometry(const BlendInputs& in, int64_t tile) {
+// The pixels of a tile's strip: columns [strip_x, strip_x + lanes) of the tile
+// (the whole tile when its rows fit one vector; see strip_lanes). Width <= 0:
+// the strip lies past the image's right edge.
+TileGeometry strip_geometry(const BlendInputs& in, int64_t tile, int strip_x, int lanes) {
     int64_t per_image = in.tile_width * in.tile_height;
     int camera = int(tile / per_image);
     int64_t rest = tile % per_image;
-    int x0 = int((rest % in.tile_width) * in.tile_size), y0 = int((rest / in.tile_width) * in.tile_size);
-    return {camera, x0, y0, int(std::min<int64_t>(in.tile_size, in.width - x0)),
-            int(std::min<int64_t>(in.tile_size, in.height - y0))};
+    int x0 = int((rest % in.tile_width) * in.tile_size) + strip_x, y0 = int((rest / in.tile_width) * in.tile_size);
+    int width = int(std::min<int64_t>({in.tile_size - strip_x, lanes, in.width - x0}));
+    return {camera, x0, y0, width, int(std::min<int64_t>(in.tile_size, in.height - y0))};
 }
 
 int64_t pixel_index(const BlendInputs& in, const TileGeometry& t, int r, int i) {
@@ -125,22 +128,39 @@ int64_t pixel_index(const BlendInputs& in, const TileGeometry& t, int r, int i) 
     return {int(std::max(lo, 0.f)), int(std::min(hi, float(t.height - 1)))};
 }
 
-// sigma (blend.h, gaussian_sigma) over a tile for one Gaussian, as
-// 0.5 a dx^2 + 0.5 c dy^2 + b dx dy: the dx terms per lane (pixel column) and
-// the dy terms per row (row r in lane r; W >= the tile's rows), all once per
-// visit; a row picks its dy terms out by a permute. The rows' sigmas come from
-// RowSigmaSteps below, which starts from at(r); the backward pass also reads
-// row_dy. (Kept apart from RowSigmaSteps: one class holding both measured
-// 0.91-0.96x in the forward pass.)
-template <int W>
+// sigma (blend.h, gaussian_sigma) over a strip for one Gaussian, as
+// 0.5 a dx^2 + 0.5 c dy^2 + b dx dy: the dx terms per lane (pixel column),
+// once per visit. ROWS_IN_LANES (W >= the tile's rows): the dy terms too, row
+// r in lane r, and a row picks its own out by a permute; otherwise a row
+// computes them as floats, the same operations on the same values. The rows'
+// sigmas come from RowSigmaSteps below, which starts from at(r); the backward
+// pass also reads row_dy. (Kept apart from RowSigmaSteps: one class holding
+// both measured 0.91-0.96x in the forward pass.)
+template <int W, bool ROWS_IN_LANES>
 struct RowSigma {
     using F = typename Lanes<W>::F;
     F half_a_dx2, b_dx;  // per lane
-    F dy, half_c_dy2;    // lane r: row r
-    RowSigma(Sym2 q, F dx, float mean_y, F row_y)
-        : half_a_dx2(0.5f * q.a * dx * dx), b_dx(q.b * dx), dy(mean_y - row_y), half_c_dy2((0.5f * q.c) * dy * dy) {}
-    F row_dy(int r) const { return Lanes<W>::broadcast(dy, r); }
-    F at(int r) const { return (half_a_dx2 + Lanes<W>::broadcast(half_c_dy2, r)) + b_dx * row_dy(r); }
+    F dy, half_c_dy2;    // ROWS_IN_LANES: lane r: row r
+    float mean_y, y_center, half_c;  // otherwise: row r's center is r + y_center
+    RowSigma(Sym2 q, F dx, float mean_y, float y_center)
+        : half_a_dx2(0.5f * q.a * dx * dx), b_dx(q.b * dx), mean_y(mean_y), y_center(y_center), half_c(0.5f * q.c) {
+        if constexpr (ROWS_IN_LANES) {
+            dy = mean_y - (Lanes<W>::index() + y_center);
+            half_c_dy2 = half_c * dy * dy;
+        }
+    }
+    F row_dy(int r) const {
+        if constexpr (ROWS_IN_LANES) return Lanes<W>::broadcast(dy, r);
+        else return F{} + (mean_y - (float(r) + y_center));
+    }
+    F at(int r) const {
+        if constexpr (ROWS_IN_LANES) {
+            return (half_a_dx2 + Lanes<W>::broadcast(half_c_dy2, r)) + b_dx * row_dy(r);
+        } else {
+            const float d = mean_y - (float(r) + y_center);
+            return (half_a_dx2 + half_c * d * d) + b_dx * d;
+        }
+    }
 };
 
 // sigma of rows r0, r0 + 1, ... in turn, by differences: one row down, dy
@@ -156,14 +176,13 @@ struct RowSigma {
 // 1.5e-7, and on a thin 30-degree Gaussian, where float32's cancellation in
 // the conic form dominates either way, 1.9e-4 instead of 1.3e-4. Both passes
 // visit the same rows in the same order, so their sigmas are bit-identical.
-template <int W>
+template <typename RS>
 class RowSigmaSteps {
   public:
-    using F = typename Lanes<W>::F;
-    RowSigmaSteps(const RowSigma<W>& s, Sym2 q, int r0) : s_(s), c_(F{} + q.c) { start(r0); }
+    using F = typename RS::F;
+    RowSigmaSteps(const RS& s, Sym2 q, int r0, int rows) : s_(s), c_(F{} + q.c), long_(rows > STEPS) { start(r0); }
     F next(int r) {  // sigma of row r, the row after the last call's
-        if constexpr (W > STEPS)  // tiles of more than 16 rows
-            if (r - r_start_ == STEPS) start(r);
+        if (long_ && r - r_start_ == STEPS) start(r);
         const F out = sigma_;
         sigma_ += delta_;
         delta_ += c_;
@@ -177,17 +196,18 @@ class RowSigmaSteps {
         sigma_ = s_.at(r);
         delta_ = F{} - s_.b_dx - c_ * (s_.row_dy(r) - 0.5f);
     }
-    const RowSigma<W>& s_;
+    const RS& s_;
     F c_, sigma_, delta_;
+    bool long_;  // tiles of more than STEPS rows
     int r_start_;
 };
 
-// Forward: per-pixel outputs plus per-intersection weight and pixel count.
-// A vector of W lanes holds one tile row (lanes past the row are padding,
-// marked done); CD > 0: the channel count is a compile-time constant (RGB),
-// CD == 0: any D.
-template <int W, int CD>
-void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* out_c, float* out_a,
+// Forward: per-pixel outputs plus per-intersection weight and pixel count
+// (added to: a tile's strips add theirs in turn). A vector of W lanes holds
+// one strip row (lanes past the row are padding, marked done); CD > 0: the
+// channel count is a compile-time constant (RGB), CD == 0: any D.
+template <int W, int CD, bool ROWS_IN_LANES>
+void forward_tile(const BlendInputs& in, int64_t tile, int strip_x, float* scratch, float* out_c, float* out_a,
                   float* out_T, int* out_last, float* isect_weight, int* isect_pixels) {
     using L = Lanes<W>;
     using F = typename L::F;
@@ -203,9 +223,10 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
     F* state = reinterpret_cast<F*>(scratch);           // [ts, B]
     float* rows = reinterpret_cast<float*>(state + ts * B);  // [CHUNK, stride] the current chunk of the tile's list
     bool row_open[64];                     // per row: some pixel still blending (ts <= 64)
-    const TileGeometry t = tile_geometry(in, tile);
+    const TileGeometry t = strip_geometry(in, tile, strip_x, W);
+    if (t.width <= 0) return;
     const F lane = L::index();
-    const F outside = lane < float(t.width) ? F{} : F{} + 1.f;
+    const F outside = select_lanes(less_lanes(lane, float(t.width)), F{}, F{} + 1.f);
     for (int r = 0; r < ts; ++r) {
         F* st = state + r * B;
         st[T_] = F{} + 1.f;
@@ -214,7 +235,7 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
         for (int ch = 0; ch < D; ++ch) st[ACC + ch] = F{};
         row_open[r] = r < t.height;
     }
-    const F px = lane + (t.x0 + 0.5f), row_y = lane + (t.y0 + 0.5f);  // pixel centers of a row, of row r in lane r
+    const F px = lane + (t.x0 + 0.5f);  // pixel centers of a row
     const int64_t start = in.offsets[tile], end = in.tile_end(tile);
     int open_rows = t.height;
     for (int64_t k = start; k < end && open_rows > 0; ++k) {
@@ -226,24 +247,24 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
         if (!(op >= ALPHA_MIN)) continue;
         const auto [r0, r1] = visible_rows(my, gs[7], t);
         const F rel = F{} + float(k - start + 1), dx = mx - px;
-        const RowSigma<W> row_sigma(q, dx, my, row_y);
+        const RowSigma<W, ROWS_IN_LANES> row_sigma(q, dx, my, t.y0 + 0.5f);
         F w_sum = F{};  // per lane, over the rows: the Gaussian's blend weight
         int n_used = 0;  // and the pixels it was blended into
-        RowSigmaSteps<W> steps(row_sigma, q, r0);
+        RowSigmaSteps steps(row_sigma, q, r0, ts);
         for (int r = r0; r <= r1; ++r) {
             const F sigma = steps.next(r);
             if (!row_open[r]) continue;  // every pixel of this row has stopped
             F* st = state + r * B;
             const F raw = gaussian_alpha_raw(op, sigma);
             const F alpha = clamp_alpha(raw), Tr = st[T_];
-            const I live = (st[DONE] == 0.f) & alpha_counts(sigma, raw);
+            const I live = equal_lanes(st[DONE], 0.f) & alpha_counts(sigma, raw);
             const F next_T = Tr * (1.f - alpha);
             auto blend_lanes = [&](I use) {
-                const F w = use ? alpha * Tr : F{};
+                const F w = select_lanes(use, alpha * Tr, F{});
                 w_sum += w;
                 n_used += L::count(use);  // a popcount: no vector to sum across lanes after the rows
-                st[T_] = use ? next_T : Tr;
-                st[LAST] = use ? rel : st[LAST];
+                st[T_] = select_lanes(use, next_T, Tr);
+                st[LAST] = select_lanes(use, rel, st[LAST]);
                 for (int ch = 0; ch < D; ++ch) st[ACC + ch] += w * color[ch];
             };
             // Lanes stop before a Gaussian that would take T below T_MIN:
@@ -251,17 +272,17 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
             // updates need not wait for, instead of a mask they would; each
             // side has its own copy of the updates, so the common one keeps
             // its lanes in a mask register.
-            const I stop = live & (next_T <= T_MIN);
+            const I stop = live & less_equal_lanes(next_T, T_MIN);
             if (__builtin_expect(L::count(stop) != 0, 0)) {
-                st[DONE] = stop ? F{} + 1.f : st[DONE];
-                if (L::count(st[DONE] != 0.f) == W) row_open[r] = false, --open_rows;
+                st[DONE] = select_lanes(stop, F{} + 1.f, st[DONE]);
+                if (L::count(not_equal_lanes(st[DONE], 0.f)) == W) row_open[r] = false, --open_rows;
                 blend_lanes(live & ~stop);
             } else {
                 blend_lanes(live);
             }
         }
-        isect_weight[k] = L::sum(w_sum);
-        isect_pixels[k] = n_used;
+        isect_weight[k] += L::sum(w_sum);
+        isect_pixels[k] += n_used;
     }
     for (int r = 0; r < t.height; ++r)
         for (int i = 0; i < t.width; ++i) {
@@ -278,11 +299,12 @@ void forward_tile(const BlendInputs& in, int64_t tile, float* scratch, float* ou
 constexpr int GRAD_SLOTS = 8;  // reduced with one Lanes::sum8
 
 template <typename F>
-F lane_abs(F x) { return x < 0.f ? -x : x; }
+F lane_abs(F x) { return select_lanes(less_lanes(x, 0.f), -x, x); }
 
-// Backward, with the forward pass's row vectors; CD as in forward_tile.
-template <int W, int CD>
-void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const float* final_T,
+// Backward, with the forward pass's row vectors; CD and strips as in
+// forward_tile (strip 0 zeroes the tile's gradient rows, each strip adds).
+template <int W, int CD, bool ROWS_IN_LANES>
+void backward_tile(const BlendInputs& in, int64_t tile, int strip_x, float* scratch, const float* final_T,
                    const int* last_ids, const float* v_render, const float* v_alpha, float* isect_grad,
                    bool absgrad) {
     using L = Lanes<W>;
@@ -297,10 +319,10 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
     F* vc = va + ts;                       // [D, ts] dL/dcolor_out
     F* buf = vc + D * ts;                  // [D, ts] sum of color * weight of the Gaussians behind
     F* g_color = buf + D * ts;             // [D] per lane, over the rows: dL/dcolor of the current Gaussian
-    const TileGeometry t = tile_geometry(in, tile);
+    const TileGeometry t = strip_geometry(in, tile, strip_x, W);
     const int64_t start = in.offsets[tile], end = in.tile_end(tile);
-    std::fill(isect_grad + start * G, isect_grad + end * G, 0.f);  // this tile owns these rows
-    if (start == end) return;
+    if (strip_x == 0) std::fill(isect_grad + start * G, isect_grad + end * G, 0.f);  // this tile owns these rows
+    if (start == end || t.width <= 0) return;
     int max_last = 0;
     float row_last[64];  // per row: the most Gaussians any of its pixels blended
     for (int r = 0; r < ts; ++r) {
@@ -318,7 +340,7 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
             for (int ch = 0; ch < D; ++ch) vc[ch * ts + r][i] = v_render[pix * D + ch];
         }
     }
-    const F px = L::index() + (t.x0 + 0.5f), row_y = L::index() + (t.y0 + 0.5f);
+    const F px = L::index() + (t.x0 + 0.5f);
     // Back to front: recover T before each Gaussian by dividing out (1 - alpha).
     for (int64_t k = start + max_last - 1; k >= start; --k) {
         // a prefetch suffices here: each Gaussian costs more work than in the
@@ -332,21 +354,21 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
         const auto [r0, r1] = visible_rows(my, gs[7], t);
         const float rel = float(k - start);
         const F dx = mx - px;
-        const RowSigma<W> row_sigma(q, dx, my, row_y);
+        const RowSigma<W, ROWS_IN_LANES> row_sigma(q, dx, my, t.y0 + 0.5f);
         // Per lane (pixel column), summed over the rows: dL/dopacity and, as
         // sigma_backward is linear in v_sigma, sum v_sigma, dy v_sigma and
         // dy^2 v_sigma, from which the conic and mean gradients follow below.
         F g_opacity = F{}, s0 = F{}, s1 = F{}, s2 = F{};
         F g_abs_x = F{}, g_abs_y = F{};  // per-sample |dL/dmean2d| (absgrad only)
         for (int ch = 0; ch < D; ++ch) g_color[ch] = F{};
-        RowSigmaSteps<W> steps(row_sigma, q, r0);
+        RowSigmaSteps steps(row_sigma, q, r0, ts);
         for (int r = r0; r <= r1; ++r) {
             const F sigma = steps.next(r);
             if (rel >= row_last[r]) continue;  // no pixel of this row reached Gaussian k
             const F dy = row_sigma.row_dy(r);
             const F raw = gaussian_alpha_raw(op, sigma);
             const F alpha = clamp_alpha(raw);
-            const I active = (rel < last[r]) & alpha_counts(sigma, raw);
+            const I active = less_lanes(rel, last[r]) & alpha_counts(sigma, raw);
             // dL/dalpha of this sample (masked below) is
             //   ra (Tf va - sum_ch buf v) + Tk sum_ch color v:
             // both sums are ready before alpha, off its chain
@@ -357,14 +379,14 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
             }
             const F ra = 1.f / (1.f - alpha);
             const F Tk = T[r] * ra;
-            const F w = active ? alpha * Tk : F{};
+            const F w = select_lanes(active, alpha * Tk, F{});
             const F v_a = ra * (Tf[r] * va[r] - buf_v) + Tk * color_v;
-            T[r] = active ? Tk : T[r];
+            T[r] = select_lanes(active, Tk, T[r]);
             for (int ch = 0; ch < D; ++ch) {
                 g_color[ch] += w * vc[ch * ts + r];
                 buf[ch * ts + r] += color[ch] * w;
             }
-            const AlphaGradOf<F> s = alpha_backward_to_sigma(op, sigma, active ? v_a : F{});
+            const AlphaGradOf<F> s = alpha_backward_to_sigma(op, sigma, select_lanes(active, v_a, F{}));
             g_opacity += s.v_opacity;
             s0 += s.v_sigma;
             s1 += dy * s.v_sigma;
@@ -385,33 +407,53 @@ void backward_tile(const BlendInputs& in, int64_t tile, float* scratch, const fl
                                      g_abs_x,
                                      g_abs_y};  // zero without absgrad
         float* out = isect_grad + k * G;
-        L::sum8(slots, out);
+        float sums[GRAD_SLOTS];
+        L::sum8(slots, sums);
+        for (int j = 0; j < GRAD_SLOTS; ++j) out[j] += sums[j];
         if (D == 3) {
             float rgb[8];
             L::sum8({g_color[0], g_color[1], g_color[2], F{}, F{}, F{}, F{}, F{}}, rgb);
-            for (int ch = 0; ch < 3; ++ch) out[GRAD_SLOTS + ch] = rgb[ch];
+            for (int ch = 0; ch < 3; ++ch) out[GRAD_SLOTS + ch] += rgb[ch];
         } else {
-            for (int ch = 0; ch < D; ++ch) out[GRAD_SLOTS + ch] = L::sum(g_color[ch]);
+            for (int ch = 0; ch < D; ++ch) out[GRAD_SLOTS + ch] += L::sum(g_color[ch]);
         }
     }
 }
 
-// Lanes per row vector for a tile size (<= 64): the next power of two, at least 8.
-int64_t row_lanes(int64_t tile_size) { return tile_size <= 8 ? 8 : tile_size <= 16 ? 16 : tile_size <= 32 ? 32 : 64; }
+// Lanes per row vector for a tile size (<= 64): the next power of two, at
+// least 8, but no wider than a register. A vector wider than the ISA's
+// registers has no machine mode in GCC, which then keeps it on the stack and
+// moves it in pieces: with AVX2, 16-lane rows ran the blend 4-10x slower than
+// two strips of 8 lanes each.
+int64_t strip_lanes(int64_t tile_size) {
+    const int64_t row = tile_size <= 8 ? 8 : tile_size <= 16 ? 16 : tile_size <= 32 ? 32 : 64;
+    return std::min<int64_t>(row, REGISTER_BYTES / sizeof(float));
+}
 
-// Runs `Body<W>::run(in, tile, scratch, args...)` over all tiles, W = row_lanes(tile size).
+// Runs `Body<W>::run(in, tile, strip_x, scratch, args...)` over all tiles and
+// their strips, W = strip_lanes(tile size).
 template <template <int> class Body, typename... Args>
 void for_each_tile(const BlendInputs& in, int64_t scratch_floats, Args&&... args) {
+    const int lanes = int(strip_lanes(in.tile_size));
 #pragma omp parallel num_threads(threads_for(in.M, 150.0))
     {
         AlignedFloats scratch(scratch_floats);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t tile = 0; tile < in.n_tiles; ++tile) {
-            switch (row_lanes(in.tile_size)) {
-                case 8: Body<8>::run(in, tile, scratch.data.get(), args...); break;
-                case 16: Body<16>::run(in, tile, scratch.data.get(), args...); break;
-                case 32: Body<32>::run(in, tile, scratch.data.get(), args...); break;
-                default: Body<64>::run(in, tile, scratch.data.get(), args...);
+            for (int x = 0; x < in.tile_size; x += lanes) {
+                if constexpr (REGISTER_BYTES >= 64) {  // only the widths this ISA can have
+                    if (lanes == 16) {
+                        Body<16>::run(in, tile, x, scratch.data.get(), args...);
+                        continue;
+                    }
+                }
+                if constexpr (REGISTER_BYTES >= 32) {
+                    if (lanes == 8) {
+                        Body<8>::run(in, tile, x, scratch.data.get(), args...);
+                        continue;
+                    }
+                }
+                Body<4>::run(in, tile, x, scratch.data.get(), args...);
             }
         }
     }
@@ -421,10 +463,11 @@ template <int W>
 struct Forward {  // RGB gets a compile-time channel count
     template <typename... Args>
     static void run(const BlendInputs& in, Args&&... args) {
+        const bool rows_in_lanes = W >= in.tile_size;
         if (in.D == 3)
-            forward_tile<W, 3>(in, args...);
+            rows_in_lanes ? forward_tile<W, 3, true>(in, args...) : forward_tile<W, 3, false>(in, args...);
         else
-            forward_tile<W, 0>(in, args...);
+            rows_in_lanes ? forward_tile<W, 0, true>(in, args...) : forward_tile<W, 0, false>(in, args...);
     }
 };
 
@@ -432,10 +475,11 @@ template <int W>
 struct Backward {
     template <typename... Args>
     static void run(const BlendInputs& in, Args&&... args) {
+        const bool rows_in_lanes = W >= in.tile_size;
         if (in.D == 3)
-            backward_tile<W, 3>(in, args...);
+            rows_in_lanes ? backward_tile<W, 3, true>(in, args...) : backward_tile<W, 3, false>(in, args...);
         else
-            backward_tile<W, 0>(in, args...);
+            rows_in_lanes ? backward_tile<W, 0, true>(in, args...) : backward_tile<W, 0, false>(in, args...);
     }
 };
 
@@ -493,7 +537,7 @@ std::vector<Tensor> blend_forward(const Tensor& means2d, const Tensor& conics, c
     Tensor last_ids = torch::empty({C, height, width}, f32.dtype(torch::kInt32));
     std::vector<float> isect_weight(in.M, 0.f);
     std::vector<int> isect_pixels(in.M, 0);
-    const int64_t row = row_lanes(tile_size), scratch = (3 + D) * tile_size * row + CHUNK * in.stride();
+    const int64_t row = strip_lanes(tile_size), scratch = (3 + D) * tile_size * row + CHUNK * in.stride();
     for_each_tile<Forward>(in, scratch, render.data_ptr<float>(), alphas.data_ptr<float>(),
                            final_T.data_ptr<float>(), last_ids.data_ptr<int>(), isect_weight.data(),
                            isect_pixels.data());
@@ -527,7 +571,7 @@ std::vector<Tensor> blend_backward(const Tensor& means2d, const Tensor& conics, 
     const int64_t C = colors.size(0), N = colors.size(1), D = in.D;
     const int64_t G = GRAD_SLOTS + D;
     std::unique_ptr<float[]> isect_grad(new float[in.M * G]);  // zeroed tile by tile
-    const int64_t row = row_lanes(tile_size), scratch = (4 + 2 * D) * tile_size * row + D * row;
+    const int64_t row = strip_lanes(tile_size), scratch = (4 + 2 * D) * tile_size * row + D * row;
     for_each_tile<Backward>(in, scratch, final_T.data_ptr<float>(), last_ids.data_ptr<int>(),
                             v_render_colors.data_ptr<float>(), v_render_alphas.data_ptr<float>(),
                             isect_grad.get(), absgrad);

@@ -1,15 +1,16 @@
 // Vectors of W float lanes (GCC/Clang vector extensions) for the CPU blend:
 // one vector holds one tile row of pixels, so the blend loops are explicit
 // SIMD and per-Gaussian sums need not go through memory. With AVX-512 a
-// 16-pixel row is one register; the compiler splits wider vectors and
-// narrower ISAs (AVX2, NEON) into several. The shared per-sample math (blend.h) takes these as F.
+// 16-pixel row is one register; with narrower ISAs (AVX2, NEON) the blend
+// splits tiles into strips a register wide (blend.cpp, strip_lanes). The
+// shared per-sample math (blend.h) takes these as F. Lane permutes and mask
+// counts have no portable vector-extension form (GCC writes them lane by
+// lane, through memory), so AVX-512 and AVX2 get intrinsics.
 #pragma once
 
 #include <cstdint>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "../include/common.h"
 
 namespace splat::cpu {
 
@@ -63,6 +64,9 @@ struct Lanes {
             __builtin_memcpy(&m, &mask, 64);
             return __builtin_popcount(_mm512_movepi32_mask(m));
         }
+#elif defined(__AVX2__)
+        if constexpr (W == 8) return __builtin_popcount(_mm256_movemask_ps(__m256(mask)));
+        if constexpr (W > 8) return Lanes<W / 2>::count(low_half(mask)) + Lanes<W / 2>::count(high_half(mask));
 #endif
         int n = 0;
         for (int i = 0; i < W; ++i) n -= mask[i];
@@ -76,11 +80,7 @@ struct Lanes {
         if constexpr (W == 4) {
             return (v[0] + v[2]) + (v[1] + v[3]);
         } else {
-            using H = typename LaneTypes<W / 2>::F;
-            H lo, hi;
-            __builtin_memcpy(&lo, &v, sizeof(H));
-            __builtin_memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof(H), sizeof(H));
-            return Lanes<W / 2>::sum(lo + hi);
+            return Lanes<W / 2>::sum(low_half(v) + high_half(v));
         }
     }
 
