@@ -1,6 +1,6 @@
 // Tile binning in depth order, without a per-intersection sort:
 //   1. each Gaussian's tiles: those of its rectangle its alpha >= 1/255
-//      region reaches (blend.h, TileFootprint), tested 16 Gaussians per
+//      region reaches (blend.h, TileFootprint), tested a block of Gaussians per
 //      vector (parallel over Gaussians);
 //   2. the drawn Gaussians sorted once by (depth, index): a stable radix
 //      sort on the depth's bits (depth > 0, so bit order == float order),
@@ -72,11 +72,13 @@ struct BinnedTiles {
 
 constexpr int MAX_BITS = 64;
 
-// The reached-tile bits of 16 Gaussians at once, one per vector lane, for
-// rectangles of up to 32 tiles (the others get 0): the scalar test costs
+// The reached-tile bits of a block of Gaussians at once, one per vector lane,
+// for rectangles of up to 32 tiles (the others get 0): the scalar test costs
 // 20-30 ns per Gaussian, more than the blend saves on small rectangles.
-// The test is tile_min_sigma (blend.h) on vectors, as in tile_reached.
-constexpr int BLOCK = 16;
+// The test is tile_min_sigma (blend.h) on vectors, as in tile_reached. A
+// block is one register, 16 lanes with AVX-512, 8 with AVX2: wider vectors
+// live on the stack (blend.cpp, strip_lanes).
+constexpr int BLOCK = int(std::min<size_t>(16, REGISTER_BYTES / sizeof(float)));
 constexpr int BLOCK_MAX_AREA = 32;
 using BlockF = Lanes<BLOCK>::F;
 
@@ -107,7 +109,7 @@ void reached_bits_block(TileFootprint (&f)[BLOCK], const float* opacities, int t
     for (int l = 0; l < BLOCK; ++l) bits_out[l] = area[l] <= BLOCK_MAX_AREA ? uint32_t(bits[l]) : 0;
 }
 
-// visit(x, y) for each reached tile of one Gaussian's rectangle, 16 tiles
+// visit(x, y) for each reached tile of one Gaussian's rectangle, BLOCK tiles
 // per vector: for rectangles too large for a block.
 template <typename Visit>
 void for_each_reached_tile(const TileFootprint& f, int tile_size, Visit&& visit) {
@@ -200,7 +202,7 @@ std::vector<Tensor> intersect_tiles(const Tensor& means2d, const Tensor& radii, 
     std::vector<int32_t> order;  // the drawn Gaussians front to back
     const int threads = threads_for(CN, 15.0);
 
-    // In blocks of 16 Gaussians, the reach test vectorized over a block; a
+    // In blocks of BLOCK Gaussians, the reach test vectorized over a block; a
     // Gaussian's block (and so its code path) does not depend on the threads.
     // The depth sort needs only depths and radii, so one thread runs it while
     // the others start on the blocks, which it joins after (intersection on
