@@ -110,6 +110,17 @@ struct Lanes {
             _mm256_storeu_ps(out, _mm512_castps512_ps256(_mm512_permutexvar_ps(order, sums)));
             return;
         }
+#elif defined(__AVX2__)
+        if constexpr (W == 8) {  // horizontal adds pair the lanes up: 7 instructions instead of 48
+            __m256 x[8];
+            for (int j = 0; j < 8; ++j) x[j] = __m256(v[j]);
+            const __m256 q0 = _mm256_hadd_ps(_mm256_hadd_ps(x[0], x[1]), _mm256_hadd_ps(x[2], x[3]));
+            const __m256 q1 = _mm256_hadd_ps(_mm256_hadd_ps(x[4], x[5]), _mm256_hadd_ps(x[6], x[7]));
+            // q0: the low-half sums of v0..v3, then their high-half sums; q1 likewise for v4..v7
+            _mm256_storeu_ps(out, _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20),
+                                                _mm256_permute2f128_ps(q0, q1, 0x31)));
+            return;
+        }
 #endif
         for (int j = 0; j < 8; ++j) out[j] = sum(v[j]);
     }
