@@ -67,14 +67,17 @@ struct BlendInputs {
 // quarter of its time waiting for the first load of each Gaussian.)
 constexpr int64_t CHUNK = 64;
 
-// Rows of intersections [k0, k1) of the tile's list, in list order, into dst.
-void gather_chunk(const BlendInputs& in, int64_t k0, int64_t k1, float* dst) {
+// Rows of intersections [k0, k1) of the tile's list, in list order, into dst;
+// the first lines of the next chunk's rows (up to `end`) are prefetched, to
+// arrive while this chunk is blended.
+void gather_chunk(const BlendInputs& in, int64_t k0, int64_t k1, int64_t end, float* dst) {
     const int64_t S = in.stride();
     for (int64_t k = k0; k < k1; ++k) {
         const float* src = in.gaussian(in.ids[k]);
         float* row = dst + (k - k0) * S;
         for (int64_t j = 0; j < S; j += 16) std::memcpy(row + j, src + j, 64);  // one cache line, inlined
     }
+    for (int64_t k = k1; k < std::min(end, k1 + CHUNK); ++k) __builtin_prefetch(in.gaussian(in.ids[k]));
 }
 
 // The packed rows [C*N * stride] as a tensor (aligned like AlignedFloats):
@@ -239,7 +242,7 @@ void forward_tile(const BlendInputs& in, int64_t tile, int strip_x, float* scrat
     const int64_t start = in.offsets[tile], end = in.tile_end(tile);
     int open_rows = t.height;
     for (int64_t k = start; k < end && open_rows > 0; ++k) {
-        if ((k - start) % CHUNK == 0) gather_chunk(in, k, std::min(end, k + CHUNK), rows);
+        if ((k - start) % CHUNK == 0) gather_chunk(in, k, std::min(end, k + CHUNK), end, rows);
         const float* gs = rows + (k - start) % CHUNK * in.stride();
         const float mx = gs[0], my = gs[1], op = gs[5];
         const Sym2 q = {gs[2], gs[3], gs[4]};
