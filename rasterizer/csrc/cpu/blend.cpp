@@ -229,7 +229,7 @@ void forward_tile(const BlendInputs& in, int64_t tile, int strip_x, float* scrat
     const TileGeometry t = strip_geometry(in, tile, strip_x, W);
     if (t.width <= 0) return;
     const F lane = L::index();
-    const F outside = select_lanes(less_lanes(lane, float(t.width)), F{}, F{} + 1.f);
+    const F outside = lane < float(t.width) ? F{} : F{} + 1.f;
     for (int r = 0; r < ts; ++r) {
         F* st = state + r * B;
         st[T_] = F{} + 1.f;
@@ -260,14 +260,14 @@ void forward_tile(const BlendInputs& in, int64_t tile, int strip_x, float* scrat
             F* st = state + r * B;
             const F raw = gaussian_alpha_raw(op, sigma);
             const F alpha = clamp_alpha(raw), Tr = st[T_];
-            const I live = equal_lanes(st[DONE], 0.f) & alpha_counts(sigma, raw);
+            const I live = (st[DONE] == 0.f) & alpha_counts(sigma, raw);
             const F next_T = Tr * (1.f - alpha);
             auto blend_lanes = [&](I use) {
-                const F w = select_lanes(use, alpha * Tr, F{});
+                const F w = use ? alpha * Tr : F{};
                 w_sum += w;
                 n_used += L::count(use);  // a popcount: no vector to sum across lanes after the rows
-                st[T_] = select_lanes(use, next_T, Tr);
-                st[LAST] = select_lanes(use, rel, st[LAST]);
+                st[T_] = use ? next_T : Tr;
+                st[LAST] = use ? rel : st[LAST];
                 for (int ch = 0; ch < D; ++ch) st[ACC + ch] += w * color[ch];
             };
             // Lanes stop before a Gaussian that would take T below T_MIN:
@@ -275,10 +275,10 @@ void forward_tile(const BlendInputs& in, int64_t tile, int strip_x, float* scrat
             // updates need not wait for, instead of a mask they would; each
             // side has its own copy of the updates, so the common one keeps
             // its lanes in a mask register.
-            const I stop = live & less_equal_lanes(next_T, T_MIN);
+            const I stop = live & (next_T <= T_MIN);
             if (__builtin_expect(L::count(stop) != 0, 0)) {
-                st[DONE] = select_lanes(stop, F{} + 1.f, st[DONE]);
-                if (L::count(not_equal_lanes(st[DONE], 0.f)) == W) row_open[r] = false, --open_rows;
+                st[DONE] = stop ? F{} + 1.f : st[DONE];
+                if (L::count(st[DONE] != 0.f) == W) row_open[r] = false, --open_rows;
                 blend_lanes(live & ~stop);
             } else {
                 blend_lanes(live);
@@ -302,7 +302,7 @@ void forward_tile(const BlendInputs& in, int64_t tile, int strip_x, float* scrat
 constexpr int GRAD_SLOTS = 8;  // reduced with one Lanes::sum8
 
 template <typename F>
-F lane_abs(F x) { return select_lanes(less_lanes(x, 0.f), -x, x); }
+F lane_abs(F x) { return x < 0.f ? -x : x; }
 
 // Backward, with the forward pass's row vectors; CD and strips as in
 // forward_tile (strip 0 zeroes the tile's gradient rows, each strip adds).
@@ -371,7 +371,7 @@ void backward_tile(const BlendInputs& in, int64_t tile, int strip_x, float* scra
             const F dy = row_sigma.row_dy(r);
             const F raw = gaussian_alpha_raw(op, sigma);
             const F alpha = clamp_alpha(raw);
-            const I active = less_lanes(rel, last[r]) & alpha_counts(sigma, raw);
+            const I active = (rel < last[r]) & alpha_counts(sigma, raw);
             // dL/dalpha of this sample (masked below) is
             //   ra (Tf va - sum_ch buf v) + Tk sum_ch color v:
             // both sums are ready before alpha, off its chain
@@ -382,14 +382,14 @@ void backward_tile(const BlendInputs& in, int64_t tile, int strip_x, float* scra
             }
             const F ra = 1.f / (1.f - alpha);
             const F Tk = T[r] * ra;
-            const F w = select_lanes(active, alpha * Tk, F{});
+            const F w = active ? alpha * Tk : F{};
             const F v_a = ra * (Tf[r] * va[r] - buf_v) + Tk * color_v;
-            T[r] = select_lanes(active, Tk, T[r]);
+            T[r] = active ? Tk : T[r];
             for (int ch = 0; ch < D; ++ch) {
                 g_color[ch] += w * vc[ch * ts + r];
                 buf[ch * ts + r] += color[ch] * w;
             }
-            const AlphaGradOf<F> s = alpha_backward_to_sigma(op, sigma, select_lanes(active, v_a, F{}));
+            const AlphaGradOf<F> s = alpha_backward_to_sigma(op, sigma, active ? v_a : F{});
             g_opacity += s.v_opacity;
             s0 += s.v_sigma;
             s1 += dy * s.v_sigma;

@@ -104,7 +104,7 @@ void reached_bits_block(TileFootprint (&f)[BLOCK], const float* opacities, int t
     for (int t = 0; t < max_area; ++t) {  // tile t of each rectangle, column-major
         const BlockF col = to_float_lanes(to_int_lanes((float(t) + 0.5f) / h)), row = float(t) - col * h;
         const BlockF sigma = tile_min_sigma(e, x0 + col, y0 + row, float(tile_size));
-        bits |= ~greater_lanes(sigma, e.reach) & less_lanes(float(t), area) & int32_t(uint32_t(1) << t);
+        bits |= ~(sigma > e.reach) & (float(t) < area) & int32_t(uint32_t(1) << t);
     }
     for (int l = 0; l < BLOCK; ++l) bits_out[l] = area[l] <= BLOCK_MAX_AREA ? uint32_t(bits[l]) : 0;
 }
@@ -129,7 +129,7 @@ void for_each_reached_tile(const TileFootprint& f, int tile_size, Visit&& visit)
         const BlockF t = Lanes<BLOCK>::index() + float(t0);
         const BlockF col = to_float_lanes(to_int_lanes((t + 0.5f) / hf)), row = t - col * hf;
         const BlockF sigma = tile_min_sigma(e, float(r.x0) + col, float(r.y0) + row, float(tile_size));
-        const auto hit = ~greater_lanes(sigma, e.reach) & less_lanes(t, float(area));
+        const auto hit = ~(sigma > e.reach) & (t < float(area));
         for (int l = 0; l < BLOCK; ++l)
             if (hit[l]) visit(r.x0 + int(col[l]), r.y0 + int(row[l]));
     }

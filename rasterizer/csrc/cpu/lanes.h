@@ -66,7 +66,6 @@ struct Lanes {
         }
 #elif defined(__AVX2__)
         if constexpr (W == 8) return __builtin_popcount(_mm256_movemask_ps(__m256(mask)));
-        if constexpr (W > 8) return Lanes<W / 2>::count(low_half(mask)) + Lanes<W / 2>::count(high_half(mask));
 #endif
         int n = 0;
         for (int i = 0; i < W; ++i) n -= mask[i];

@@ -27,9 +27,7 @@ HOST_DEVICE F clamp_alpha(F raw) { return min_of(raw, F{} + ALPHA_MAX); }
 // the unclamped alpha, which is equivalent (ALPHA_MAX > ALPHA_MIN) and needs
 // no clamped value first.
 template <typename F>
-HOST_DEVICE auto alpha_counts(F sigma, F raw_alpha) {
-    return greater_equal_lanes(sigma, 0.f) & greater_equal_lanes(raw_alpha, ALPHA_MIN);
-}
+HOST_DEVICE auto alpha_counts(F sigma, F raw_alpha) { return (sigma >= 0.f) & (raw_alpha >= ALPHA_MIN); }
 
 // Conservative pixel half-extent (x, y) of the region where alpha >= ALPHA_MIN,
 // used to skip rows and columns; the per-pixel test above stays the truth.
@@ -60,7 +58,7 @@ struct AlphaGradOf {
 template <typename F>
 HOST_DEVICE AlphaGradOf<F> alpha_backward_to_sigma(float opacity, F sigma, F v_alpha) {
     const F vis = fast_exp(-sigma);
-    v_alpha = select_lanes(greater_lanes(opacity * vis, ALPHA_MAX), F{}, v_alpha);  // clamped: no gradient
+    v_alpha = opacity * vis > ALPHA_MAX ? F{} : v_alpha;  // clamped: no gradient
     return {vis * v_alpha, -opacity * vis * v_alpha};
 }
 
@@ -116,7 +114,7 @@ HOST_DEVICE F reach_sigma(F a, F b, F c, F opacity) {
     const F det = a * c - b * b;
     const F s = fast_log(max_of(opacity, F{} + ALPHA_MIN) / ALPHA_MIN);
     const F reach = s * (1.002f + 2e-6f * (a * c / det)) + 0.002f;
-    return select_lanes(greater_lanes(det, 0.f) & greater_lanes(a, 0.f), reach, F{} + 1e30f);  // not an ellipse: every tile
+    return (det > 0.f) & (a > 0.f) ? reach : F{} + 1e30f;  // not an ellipse: every tile
 }
 
 // Minimum of sigma(u, v) = 0.5 (a u^2 + 2 b u v + c v^2) over the box

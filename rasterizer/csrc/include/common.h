@@ -153,24 +153,11 @@ inline auto bits_to_float_lanes(V i) {
 }
 #endif
 
-// Lane-wise compares and selects, for a float and (CPU only) for vectors of
-// 4-byte lanes or a vector and a float. GCC 12 splits a vector wider than the
-// ISA's registers into register-wide pieces for arithmetic, but lowers its
-// compares and ?: lane by lane, each a scalar compare and insert: with AVX2
-// the blend's 16-lane rows ran about 10x slower than with AVX-512 until they
-// went through these, which hand GCC one register-wide piece at a time.
-#define SPLAT_LANE_COMPARE(name, op) \
-    HOST_DEVICE bool name(float a, float b) { return a op b; }
-SPLAT_LANE_COMPARE(less_lanes, <)
-SPLAT_LANE_COMPARE(less_equal_lanes, <=)
-SPLAT_LANE_COMPARE(greater_lanes, >)
-SPLAT_LANE_COMPARE(greater_equal_lanes, >=)
-SPLAT_LANE_COMPARE(equal_lanes, ==)
-SPLAT_LANE_COMPARE(not_equal_lanes, !=)
-#undef SPLAT_LANE_COMPARE
-HOST_DEVICE float select_lanes(bool mask, float a, float b) { return mask ? a : b; }
-
 #if !defined(__CUDACC__)
+// Bytes in one vector register. The CPU kernels' vectors are at most this
+// wide: GCC 12 has no machine mode for a wider one, keeps it on the stack,
+// moves it in pieces (store-forwarding stalls) and compares it lane by lane,
+// which made the blend's 16-lane rows 6-10x slower with AVX2 than with AVX-512.
 #if defined(__AVX512F__)
 constexpr size_t REGISTER_BYTES = 64;
 #elif defined(__AVX__)
@@ -179,13 +166,8 @@ constexpr size_t REGISTER_BYTES = 32;
 constexpr size_t REGISTER_BYTES = 16;  // SSE, NEON
 #endif
 
-template <typename V>
-constexpr bool IS_WIDE_LANES = !std::is_arithmetic_v<V> && (sizeof(V) > REGISTER_BYTES);
-
-// The low and high halves of a vector's lanes, and two halves joined, by
-// shuffles, which GCC keeps in registers (a memcpy of a half went through
-// the stack, 8 bytes at a time, and stalled on store forwarding). A float
-// is its own half.
+// The low and high halves of a vector's lanes, by shuffles, which GCC keeps
+// in registers (a memcpy of a half went through the stack).
 template <size_t Offset, typename V, size_t... Is>
 inline auto lanes_at(const V& v, std::index_sequence<Is...>) {
     return __builtin_shufflevector(v, v, (Offset + Is)...);
@@ -194,59 +176,11 @@ template <typename V>
 constexpr size_t LANE_COUNT = sizeof(V) / sizeof(std::declval<V>()[0]);
 template <typename V>
 inline auto low_half(const V& v) {
-    if constexpr (std::is_arithmetic_v<V>) return v;
-    else return lanes_at<0>(v, std::make_index_sequence<LANE_COUNT<V> / 2>());
+    return lanes_at<0>(v, std::make_index_sequence<LANE_COUNT<V> / 2>());
 }
 template <typename V>
 inline auto high_half(const V& v) {
-    if constexpr (std::is_arithmetic_v<V>) return v;
-    else return lanes_at<LANE_COUNT<V> / 2>(v, std::make_index_sequence<LANE_COUNT<V> / 2>());
-}
-template <typename H, size_t... Is>
-inline auto join_lanes(const H& lo, const H& hi, std::index_sequence<Is...>) {
-    return __builtin_shufflevector(lo, hi, Is...);
-}
-template <typename H>
-inline auto join_halves(const H& lo, const H& hi) {
-    return join_lanes(lo, hi, std::make_index_sequence<2 * LANE_COUNT<H>>());
-}
-
-// op(args...), a vector of type R, computed one register-wide piece at a time
-// (args: vectors of R's lane count, or floats).
-template <typename R, typename Op, typename... V>
-inline R by_register(Op op, const V&... args) {
-    if constexpr (sizeof(R) <= REGISTER_BYTES) {
-        return op(args...);
-    } else {
-        using H = decltype(low_half(std::declval<R>()));
-        return join_halves(by_register<H>(op, low_half(args)...), by_register<H>(op, high_half(args)...));
-    }
-}
-
-#define SPLAT_LANE_COMPARE(name, op)                                                             \
-    template <typename A, typename B, typename = std::enable_if_t<!std::is_arithmetic_v<A> ||    \
-                                                                  !std::is_arithmetic_v<B>>>     \
-    inline auto name(A a, B b) {                                                                 \
-        using R = decltype(a op b);                                                              \
-        if constexpr (IS_WIDE_LANES<R>)                                                          \
-            return by_register<R>([](auto x, auto y) { return x op y; }, a, b);                  \
-        else                                                                                     \
-            return a op b;                                                                       \
-    }
-SPLAT_LANE_COMPARE(less_lanes, <)
-SPLAT_LANE_COMPARE(less_equal_lanes, <=)
-SPLAT_LANE_COMPARE(greater_lanes, >)
-SPLAT_LANE_COMPARE(greater_equal_lanes, >=)
-SPLAT_LANE_COMPARE(equal_lanes, ==)
-SPLAT_LANE_COMPARE(not_equal_lanes, !=)
-#undef SPLAT_LANE_COMPARE
-
-template <typename M, typename V, typename = std::enable_if_t<!std::is_arithmetic_v<V>>>
-inline V select_lanes(M mask, V a, V b) {
-    if constexpr (IS_WIDE_LANES<V>)
-        return by_register<V>([](auto m, auto x, auto y) { return m ? x : y; }, mask, a, b);
-    else
-        return mask ? a : b;
+    return lanes_at<LANE_COUNT<V> / 2>(v, std::make_index_sequence<LANE_COUNT<V> / 2>());
 }
 #endif
 
@@ -263,6 +197,19 @@ HOST_DEVICE F as_m512(F a, F b, Op op) {
     std::memcpy(&a, &x, 64);
     return a;
 }
+#elif defined(__AVX__) && !defined(__CUDACC__)
+// A vector of 8 floats (cpu/lanes.h) seen as an __m256: op(a, b).
+template <typename F>
+constexpr bool IS_M256_LANES = sizeof(F) == 32 && !std::is_arithmetic_v<F>;
+
+template <typename F, typename Op>
+HOST_DEVICE F as_m256(F a, F b, Op op) {
+    __m256 x, y;
+    std::memcpy(&x, &a, 32), std::memcpy(&y, &b, 32);
+    x = op(x, y);
+    std::memcpy(&a, &x, 32);
+    return a;
+}
 #endif
 
 // Lane-wise min / max for a float or a vector of floats (cpu/lanes.h), with
@@ -274,20 +221,18 @@ HOST_DEVICE F min_of(F a, F b) {
 #if defined(__AVX512F__) && !defined(__CUDACC__)
     if constexpr (IS_M512_LANES<F>) return as_m512(a, b, [](__m512 x, __m512 y) { return _mm512_min_ps(x, y); });
 #elif defined(__AVX__) && !defined(__CUDACC__)
-    if constexpr (!std::is_arithmetic_v<F> && sizeof(F) % 32 == 0)
-        return by_register<F>([](__m256 x, __m256 y) { return _mm256_min_ps(x, y); }, a, b);
+    if constexpr (IS_M256_LANES<F>) return as_m256(a, b, [](__m256 x, __m256 y) { return _mm256_min_ps(x, y); });
 #endif
-    return select_lanes(less_lanes(a, b), a, b);
+    return a < b ? a : b;
 }
 template <typename F>
 HOST_DEVICE F max_of(F a, F b) {
 #if defined(__AVX512F__) && !defined(__CUDACC__)
     if constexpr (IS_M512_LANES<F>) return as_m512(a, b, [](__m512 x, __m512 y) { return _mm512_max_ps(x, y); });
 #elif defined(__AVX__) && !defined(__CUDACC__)
-    if constexpr (!std::is_arithmetic_v<F> && sizeof(F) % 32 == 0)
-        return by_register<F>([](__m256 x, __m256 y) { return _mm256_max_ps(x, y); }, a, b);
+    if constexpr (IS_M256_LANES<F>) return as_m256(a, b, [](__m256 x, __m256 y) { return _mm256_max_ps(x, y); });
 #endif
-    return select_lanes(greater_lanes(a, b), a, b);
+    return a > b ? a : b;
 }
 
 // exp for the blend loops: __expf on CUDA; on the CPU a Cephes-style
@@ -357,9 +302,9 @@ HOST_DEVICE F fast_log(F x) {
     const auto bits = float_bits_lanes(x);
     auto e = to_float_lanes(((bits >> 23) & 0xff) - 126);    // x = m 2^e, m in [0.5, 1)
     F m = bits_to_float_lanes((bits & 0x007fffff) | 0x3f000000);
-    const auto small = less_lanes(m, 0.707106781186547524f);  // m in [sqrt(1/2), sqrt(2)) after the shift
-    e = select_lanes(small, e - 1.f, e);
-    m = select_lanes(small, m + m - 1.f, m - 1.f);
+    const auto small = m < 0.707106781186547524f;           // m in [sqrt(1/2), sqrt(2)) after the shift
+    e = small ? e - 1.f : e;
+    m = small ? m + m - 1.f : m - 1.f;
     const F z = m * m;
     F y = F{} + 7.0376836292e-2f;
     y = y * m - 1.1514610310e-1f;
