@@ -184,30 +184,19 @@ inline auto high_half(const V& v) {
 }
 #endif
 
-#if defined(__AVX512F__) && !defined(__CUDACC__)
-// A vector of 16 floats (cpu/lanes.h) seen as an __m512: op(a, b).
+#if (defined(__AVX512F__) || defined(__AVX__)) && !defined(__CUDACC__)
+// A vector of floats one register wide (cpu/lanes.h) seen as the intrinsics'
+// type R (__m512, __m256): op(a, b).
 template <typename F>
-constexpr bool IS_M512_LANES = sizeof(F) == 64 && !std::is_arithmetic_v<F>;
+constexpr bool IS_REGISTER_LANES = sizeof(F) == REGISTER_BYTES && !std::is_arithmetic_v<F>;
 
-template <typename F, typename Op>
-HOST_DEVICE F as_m512(F a, F b, Op op) {
-    __m512 x, y;
-    std::memcpy(&x, &a, 64), std::memcpy(&y, &b, 64);
+template <typename R, typename F, typename Op>
+HOST_DEVICE F as_register(F a, F b, Op op) {
+    static_assert(sizeof(R) == sizeof(F));
+    R x, y;
+    std::memcpy(&x, &a, sizeof(R)), std::memcpy(&y, &b, sizeof(R));
     x = op(x, y);
-    std::memcpy(&a, &x, 64);
-    return a;
-}
-#elif defined(__AVX__) && !defined(__CUDACC__)
-// A vector of 8 floats (cpu/lanes.h) seen as an __m256: op(a, b).
-template <typename F>
-constexpr bool IS_M256_LANES = sizeof(F) == 32 && !std::is_arithmetic_v<F>;
-
-template <typename F, typename Op>
-HOST_DEVICE F as_m256(F a, F b, Op op) {
-    __m256 x, y;
-    std::memcpy(&x, &a, 32), std::memcpy(&y, &b, 32);
-    x = op(x, y);
-    std::memcpy(&a, &x, 32);
+    std::memcpy(&a, &x, sizeof(R));
     return a;
 }
 #endif
@@ -219,18 +208,18 @@ HOST_DEVICE F as_m256(F a, F b, Op op) {
 template <typename F>
 HOST_DEVICE F min_of(F a, F b) {
 #if defined(__AVX512F__) && !defined(__CUDACC__)
-    if constexpr (IS_M512_LANES<F>) return as_m512(a, b, [](__m512 x, __m512 y) { return _mm512_min_ps(x, y); });
+    if constexpr (IS_REGISTER_LANES<F>) return as_register<__m512>(a, b, [](__m512 x, __m512 y) { return _mm512_min_ps(x, y); });
 #elif defined(__AVX__) && !defined(__CUDACC__)
-    if constexpr (IS_M256_LANES<F>) return as_m256(a, b, [](__m256 x, __m256 y) { return _mm256_min_ps(x, y); });
+    if constexpr (IS_REGISTER_LANES<F>) return as_register<__m256>(a, b, [](__m256 x, __m256 y) { return _mm256_min_ps(x, y); });
 #endif
     return a < b ? a : b;
 }
 template <typename F>
 HOST_DEVICE F max_of(F a, F b) {
 #if defined(__AVX512F__) && !defined(__CUDACC__)
-    if constexpr (IS_M512_LANES<F>) return as_m512(a, b, [](__m512 x, __m512 y) { return _mm512_max_ps(x, y); });
+    if constexpr (IS_REGISTER_LANES<F>) return as_register<__m512>(a, b, [](__m512 x, __m512 y) { return _mm512_max_ps(x, y); });
 #elif defined(__AVX__) && !defined(__CUDACC__)
-    if constexpr (IS_M256_LANES<F>) return as_m256(a, b, [](__m256 x, __m256 y) { return _mm256_max_ps(x, y); });
+    if constexpr (IS_REGISTER_LANES<F>) return as_register<__m256>(a, b, [](__m256 x, __m256 y) { return _mm256_max_ps(x, y); });
 #endif
     return a > b ? a : b;
 }
@@ -253,7 +242,7 @@ HOST_DEVICE F fast_exp(F x) {
 #else
     x = min_of(max_of(x, F{} - 50.0f), F{} + 88.0f);
 #if defined(__AVX512F__) && !defined(__CUDACC__)
-    if constexpr (IS_M512_LANES<F>) {
+    if constexpr (IS_REGISTER_LANES<F>) {
         // 16 lanes (the blend's rows): x = (16 m + j) ln 2 / 16 + r, |r| <= ln 2 / 32,
         // exp(x) = 2^m 2^(j / 16) exp(r): 2^(j / 16) from a 16-entry table, which
         // is one register and one permute (on the low 4 bits of n), and exp(r) a
