@@ -197,7 +197,8 @@ void colors_range(int64_t begin, int64_t end, int64_t K, const float* means, Vec
     // in cache (5k Gaussians), 0.95-1.07x on 100k, whose 19 MB stream from
     // memory. There, a prefetch of the Gaussians PREFETCH ahead: 1.00-1.17x
     // on 100k over six A/B runs, median 1.06x (32 or 128 ahead: 1.04x, 256:
-    // 1.00x); in cache it cost 3-6 %, so it is left out there.
+    // 1.00x); in cache it cost 3-6 %, so it is left out there. (Measured with
+    // AVX-512; with AVX2, see transpose8.)
     constexpr int USED = (DEGREE + 1) * (DEGREE + 1) * 3;
     constexpr int64_t SUB = 256, PREFETCH = 64;
     alignas(64) float block[USED * SUB];
