@@ -1,11 +1,11 @@
 // Vectors of W float lanes (GCC/Clang vector extensions) for the CPU blend:
-// one vector holds one tile row of pixels, so the blend loops are explicit
-// SIMD and per-Gaussian sums need not go through memory. With AVX-512 a
-// 16-pixel row is one register; with narrower ISAs (AVX2, NEON) the blend
-// splits tiles into strips a register wide (blend.cpp, strip_lanes). The
-// shared per-sample math (blend.h) takes these as F. Lane permutes and mask
-// counts have no portable vector-extension form (GCC writes them lane by
-// lane, through memory), so AVX-512 and AVX2 get intrinsics.
+// one vector holds one row of a tile's strip of pixels, so the blend loops
+// are explicit SIMD and per-Gaussian sums need not go through memory. A
+// strip is one register wide (blend.cpp, strip_lanes): a whole 16-pixel tile
+// row with AVX-512, half of one with AVX2. The shared per-sample math
+// (blend.h) takes these as F. Lane permutes and mask counts have no portable
+// vector-extension form (GCC writes them lane by lane, through memory), so
+// AVX-512 and AVX2 get intrinsics.
 #pragma once
 
 #include <cstdint>
