@@ -108,7 +108,7 @@ struct TileGeometry {
 };
 
 // The pixels of a tile's strip: columns [strip_x, strip_x + lanes) of the tile
-// (the whole tile when its rows fit one vector; see strip_lanes). Width <= 0:
+// (the whole tile when it is at most `lanes` wide; see strip_lanes). Width <= 0:
 // the strip lies past the image's right edge.
 TileGeometry strip_geometry(const BlendInputs& in, int64_t tile, int strip_x, int lanes) {
     int64_t per_image = in.tile_width * in.tile_height;
