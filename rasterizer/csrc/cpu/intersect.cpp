@@ -76,9 +76,9 @@ constexpr int MAX_BITS = 64;
 // for rectangles of up to 32 tiles (the others get 0): the scalar test costs
 // 20-30 ns per Gaussian, more than the blend saves on small rectangles.
 // The test is tile_min_sigma (blend.h) on vectors, as in tile_reached. A
-// block is one register, 16 lanes with AVX-512, 8 with AVX2: wider vectors
-// live on the stack (blend.cpp, strip_lanes).
-constexpr int BLOCK = int(std::min<size_t>(16, REGISTER_BYTES / sizeof(float)));
+// block is one register (16 lanes with AVX-512, 8 with AVX2, 4 with SSE):
+// wider vectors live on the stack (blend.cpp, strip_lanes).
+constexpr int BLOCK = int(REGISTER_BYTES / sizeof(float));
 constexpr int BLOCK_MAX_AREA = 32;
 using BlockF = Lanes<BLOCK>::F;
 
