@@ -131,6 +131,13 @@ int64_t pixel_index(const BlendInputs& in, const TileGeometry& t, int r, int i) 
     return {int(std::max(lo, 0.f)), int(std::min(hi, float(t.height - 1)))};
 }
 
+// Can the Gaussian's alpha >= 1/255 half-extent in x reach a pixel center of
+// the strip? Strips narrower than the tile (AVX2: two per 16-pixel tile) see
+// a third of their Gaussians' rows from one that lies beside them (NaN: yes).
+[[gnu::always_inline]] inline bool reaches_columns(float mean_x, float ext, const TileGeometry& t) {
+    return !(mean_x + ext < t.x0 + 0.5f) && !(mean_x - ext > t.x0 + t.width - 0.5f);
+}
+
 // sigma (blend.h, gaussian_sigma) over a strip for one Gaussian, as
 // 0.5 a dx^2 + 0.5 c dy^2 + b dx dy: the dx terms per lane (pixel column),
 // once per visit. ROWS_IN_LANES (W >= the tile's rows): the dy terms too, row
@@ -247,7 +254,7 @@ void forward_tile(const BlendInputs& in, int64_t tile, int strip_x, float* scrat
         const float mx = gs[0], my = gs[1], op = gs[5];
         const Sym2 q = {gs[2], gs[3], gs[4]};
         const float* color = gs + PACK_HEADER;
-        if (!(op >= ALPHA_MIN)) continue;
+        if (!(op >= ALPHA_MIN) || !reaches_columns(mx, gs[6], t)) continue;
         const auto [r0, r1] = visible_rows(my, gs[7], t);
         const F rel = F{} + float(k - start + 1), dx = mx - px;
         const RowSigma<W, ROWS_IN_LANES> row_sigma(q, dx, my, t.y0 + 0.5f);
@@ -353,7 +360,7 @@ void backward_tile(const BlendInputs& in, int64_t tile, int strip_x, float* scra
         const float mx = gs[0], my = gs[1], op = gs[5];
         const Sym2 q = {gs[2], gs[3], gs[4]};
         const float* color = gs + PACK_HEADER;
-        if (!(op >= ALPHA_MIN)) continue;
+        if (!(op >= ALPHA_MIN) || !reaches_columns(mx, gs[6], t)) continue;
         const auto [r0, r1] = visible_rows(my, gs[7], t);
         const float rel = float(k - start);
         const F dx = mx - px;
