@@ -31,14 +31,15 @@ HOST_DEVICE auto alpha_counts(F sigma, F raw_alpha) { return (sigma >= 0.f) & (r
 
 // Conservative pixel half-extent (x, y) of the region where alpha >= ALPHA_MIN,
 // used to skip rows and columns; the per-pixel test above stays the truth.
+// Branch-free, so that the CPU's loop over Gaussians vectorizes.
 HOST_DEVICE Vec2 alpha_extent(Sym2 conic, float opacity) {
-    float det = conic.a * conic.c - conic.b * conic.b;
-    float smax = logf(max_f(opacity, ALPHA_MIN) / ALPHA_MIN);
-    if (!(det > 0.f)) return {1e30f, 1e30f};
+    const float det = conic.a * conic.c - conic.b * conic.b;
+    const float smax = fast_log(max_f(opacity, ALPHA_MIN) / ALPHA_MIN);
     // region 0.5 d^T Q d <= smax  =>  |dx| <= sqrt(2 smax Q^-1_xx), Q^-1_xx = c / det;
-    // the small margin covers float rounding of sigma and exp at the boundary
+    // the small margin covers float rounding of sigma, exp and log at the boundary
     const float ex = sqrtf(2.f * smax * conic.c / det), ey = sqrtf(2.f * smax * conic.a / det);
-    return {ex * 1.001f + 0.01f, ey * 1.001f + 0.01f};
+    const bool ellipse = det > 0.f;
+    return {ellipse ? ex * 1.001f + 0.01f : 1e30f, ellipse ? ey * 1.001f + 0.01f : 1e30f};
 }
 
 // Backward of alpha = min(ALPHA_MAX, opacity * exp(-sigma)) given dL/dalpha:
