@@ -8,7 +8,7 @@ bit-identical run to run and for any thread count.
 from splat.rasterizer import build
 from splat.rasterizer.compiled import CompiledBackend
 
-_backend = CompiledBackend("cpu", build.load_cpu, sh_checks_coeffs=True)
+_backend = CompiledBackend("cpu", build.load_cpu, sh_checks_coeffs=True, strided_grads=True)
 NAME = _backend.NAME
 SH_CHECKS_COEFFS = _backend.SH_CHECKS_COEFFS
 load_extension = _backend.load_extension

@@ -89,7 +89,7 @@ class _ShColors(torch.autograd.Function):
 class _Blend(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ext, means2d, conics, colors, opacities, isect_offsets, flatten_ids, width, height, tile_size,
-                absgrad):
+                absgrad, strided_grads):
         # the CPU's blend also returns its packed per-Gaussian rows, which its backward takes back
         render, alphas, final_T, last_ids, weights, counts, *packed = ext.blend_forward(
             _c(means2d), _c(conics), _c(colors), _c(opacities), isect_offsets, flatten_ids, width, height, tile_size
@@ -97,7 +97,7 @@ class _Blend(torch.autograd.Function):
         ctx.save_for_backward(means2d, conics, colors, opacities, isect_offsets, flatten_ids, final_T, last_ids,
                               *packed)  # fmt: skip
         ctx.ext, ctx.settings = ext, (width, height, tile_size)
-        ctx.absgrad = absgrad
+        ctx.absgrad, ctx.strided_grads = absgrad, strided_grads
         ctx.means2d = means2d if absgrad else None  # backward sets .absgrad on it
         ctx.mark_non_differentiable(weights, counts)
         ctx.set_materialize_grads(False)  # no zero-filled gradients for weights and counts
@@ -108,13 +108,15 @@ class _Blend(torch.autograd.Function):
         means2d, conics, colors, opacities, isect_offsets, flatten_ids, final_T, last_ids, *packed = ctx.saved_tensors
         v_render = _zeros_if_none(v_render, final_T, [*final_T.shape, colors.shape[-1]])
         v_alphas = _zeros_if_none(v_alphas, final_T, [*final_T.shape, 1])
+        if not ctx.strided_grads:
+            v_render, v_alphas = _c(v_render), _c(v_alphas)
         v_means2d, v_conics, v_colors, v_opacities, v_abs = ctx.ext.blend_backward(
             _c(means2d), _c(conics), _c(colors), _c(opacities), isect_offsets, flatten_ids, *ctx.settings,
-            final_T, last_ids, _c(v_render), _c(v_alphas), ctx.absgrad, *packed,
+            final_T, last_ids, v_render, v_alphas, ctx.absgrad, *packed,
         )  # fmt: skip
         if ctx.absgrad:
             ctx.means2d.absgrad = v_abs
-        return None, v_means2d, v_conics, v_colors, v_opacities, None, None, None, None, None, None
+        return None, v_means2d, v_conics, v_colors, v_opacities, None, None, None, None, None, None, None
 
 
 class CompiledBackend:
@@ -123,12 +125,16 @@ class CompiledBackend:
     sh_checks_coeffs: sh_colors raises the ValueError `rasterize` would for
     non-finite SH coefficients (needs the extension's first_non_finite), so
     `rasterize` need not scan them first when the pass reads every one.
+    strided_grads: the extension's blend_backward reads the pixel gradients
+    with any strides (the expanded ones of a sum() loss need no copy).
     """
 
-    def __init__(self, name: str, load: Callable[[], ModuleType], sh_checks_coeffs: bool = False):
+    def __init__(self, name: str, load: Callable[[], ModuleType], sh_checks_coeffs: bool = False,
+                 strided_grads: bool = False):  # fmt: skip
         self.NAME = name
         self._load = load
         self.SH_CHECKS_COEFFS = sh_checks_coeffs
+        self._strided_grads = strided_grads
 
     def load_extension(self) -> ModuleType:
         return self._load()
@@ -161,4 +167,4 @@ class CompiledBackend:
               absgrad=False):  # fmt: skip
         """See reference.blend."""
         return _Blend.apply(self._load(), means2d, conics, colors, opacities, isect_offsets, flatten_ids,
-                            width, height, tile_size, absgrad)  # fmt: skip
+                            width, height, tile_size, absgrad, self._strided_grads)  # fmt: skip

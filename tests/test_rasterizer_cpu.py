@@ -290,6 +290,54 @@ def test_blend_backward_repacks_without_the_forward_rows(cpu_backend, make_scene
         ext.blend_backward(*blend_in, out[2], out[3], v_render, v_alphas, True, out[6][:-16])
 
 
+def test_blend_backward_reads_strided_pixel_gradients(cpu_backend, make_scene):
+    """blend_backward reads the pixel gradients with their strides (a sum()
+    loss hands back expanded ones, which rasterize passes without a copy):
+    the same gradients bit for bit as from contiguous copies, through
+    rasterize too; gradients of the wrong shape are an error."""
+    from splat.rasterizer import rasterize
+    from splat.rasterizer.backends import select
+
+    scene = make_scene(n=300, cameras=2, seed=11)
+    stages = select("cpu", scene["means"])
+    ext = cpu_backend.load_extension()
+    W, H = scene["width"], scene["height"]
+    radii, means2d, depths, conics, _ = stages.project_gaussians(
+        scene["means"], scene["quats"], scene["scales"], scene["opacities"], scene["viewmats"], scene["Ks"], W, H
+    )
+    colors = torch.rand(2, 300, 3)
+    opacities = scene["opacities"][None].expand(2, -1).contiguous()
+    _, offsets, ids = stages.intersect_tiles(means2d, radii, depths, 16, (W + 15) // 16, (H + 15) // 16, conics, opacities)
+    blend_in = (means2d.detach(), conics.detach(), colors, opacities, offsets, ids, W, H, 16)
+    out = ext.blend_forward(*blend_in)
+    strided = [
+        (torch.tensor(0.7).expand(2, H, W, 3), torch.tensor(-0.3).expand(2, H, W, 1)),  # sum()'s
+        (torch.rand(2, W, H, 3).transpose(1, 2), torch.rand(2, H, W, 2)[..., 1:]),  # a view
+        (torch.rand(3, 1, 1).expand(3, H, W).permute(1, 2, 0)[None].expand(2, -1, -1, -1), torch.rand(2, H, W, 1)),
+    ]
+    for v_render, v_alphas in strided:
+        assert not v_render.is_contiguous()
+        got = ext.blend_backward(*blend_in, out[2], out[3], v_render, v_alphas, False, out[6])
+        want = ext.blend_backward(*blend_in, out[2], out[3], v_render.contiguous(), v_alphas.contiguous(), False, out[6])
+        assert got[0].abs().sum() > 0
+        for a, b in zip(got[:4], want[:4]):
+            assert torch.equal(a, b)
+    with pytest.raises(RuntimeError, match="pixel gradients"):
+        ext.blend_backward(*blend_in, out[2], out[3], v_render[:, :, :-1], v_alphas[:, :, :-1], False, out[6])
+
+    # through rasterize: a sum() loss against the same loss with a contiguous gradient
+    grads = []
+    for weight in (None, torch.ones(2, H, W, 3)):
+        params = {k: scene[k].clone().requires_grad_() for k in ("means", "quats", "scales", "opacities", "colors")}
+        render, alphas, _ = rasterize(**params, viewmats=scene["viewmats"], Ks=scene["Ks"], width=W, height=H,
+                                      backend="cpu")  # fmt: skip
+        loss = render.sum() if weight is None else (render * weight).sum()
+        (loss + alphas.sum()).backward()
+        grads.append([p.grad for p in params.values()])
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("degree, K", [(0, 1), (1, 4), (2, 9), (3, 16), (1, 16)])
 def test_sh_colors_in_transposed_blocks_match(cpu_backend, degree, K):
     """The SH pass transposes the coefficients of 256 Gaussians at a time
