@@ -261,23 +261,28 @@ def test_equal_depths_keep_gaussian_order(cpu_backend, make_scene):
     compare(scene)
 
 
-def test_blend_backward_repacks_without_the_forward_rows(cpu_backend, make_scene):
-    """blend_backward takes the forward pass's packed rows back (blend_forward's
-    last output) or, given an empty tensor, packs them again: the same
-    gradients bit for bit; rows of the wrong size are an error."""
+def _blend_inputs(cpu_backend, scene):
+    """The CPU extension and blend_forward's arguments for a 2-camera scene
+    (projected and binned by the cpu backend, random RGB colors)."""
     from splat.rasterizer.backends import select
 
-    scene = make_scene(n=300, cameras=2, seed=6)
     stages = select("cpu", scene["means"])
-    ext = cpu_backend.load_extension()
     W, H = scene["width"], scene["height"]
     radii, means2d, depths, conics, _ = stages.project_gaussians(
         scene["means"], scene["quats"], scene["scales"], scene["opacities"], scene["viewmats"], scene["Ks"], W, H
     )
-    colors = torch.rand(2, 300, 3)
+    n = scene["means"].shape[0]
+    colors = torch.rand(2, n, 3)
     opacities = scene["opacities"][None].expand(2, -1).contiguous()
     _, offsets, ids = stages.intersect_tiles(means2d, radii, depths, 16, (W + 15) // 16, (H + 15) // 16, conics, opacities)
-    blend_in = (means2d.detach(), conics.detach(), colors, opacities, offsets, ids, W, H, 16)
+    return cpu_backend.load_extension(), (means2d.detach(), conics.detach(), colors, opacities, offsets, ids, W, H, 16)
+
+
+def test_blend_backward_repacks_without_the_forward_rows(cpu_backend, make_scene):
+    """blend_backward takes the forward pass's packed rows back (blend_forward's
+    last output) or, given an empty tensor, packs them again: the same
+    gradients bit for bit; rows of the wrong size are an error."""
+    ext, blend_in = _blend_inputs(cpu_backend, make_scene(n=300, cameras=2, seed=6))
     out = ext.blend_forward(*blend_in)
     assert len(out) == 7 and out[6].numel() == 2 * 300 * 16
     v_render, v_alphas = torch.rand_like(out[0]), torch.rand_like(out[1])
@@ -296,19 +301,10 @@ def test_blend_backward_reads_strided_pixel_gradients(cpu_backend, make_scene):
     the same gradients bit for bit as from contiguous copies, through
     rasterize too; gradients of the wrong shape are an error."""
     from splat.rasterizer import rasterize
-    from splat.rasterizer.backends import select
 
     scene = make_scene(n=300, cameras=2, seed=11)
-    stages = select("cpu", scene["means"])
-    ext = cpu_backend.load_extension()
+    ext, blend_in = _blend_inputs(cpu_backend, scene)
     W, H = scene["width"], scene["height"]
-    radii, means2d, depths, conics, _ = stages.project_gaussians(
-        scene["means"], scene["quats"], scene["scales"], scene["opacities"], scene["viewmats"], scene["Ks"], W, H
-    )
-    colors = torch.rand(2, 300, 3)
-    opacities = scene["opacities"][None].expand(2, -1).contiguous()
-    _, offsets, ids = stages.intersect_tiles(means2d, radii, depths, 16, (W + 15) // 16, (H + 15) // 16, conics, opacities)
-    blend_in = (means2d.detach(), conics.detach(), colors, opacities, offsets, ids, W, H, 16)
     out = ext.blend_forward(*blend_in)
     strided = [
         (torch.tensor(0.7).expand(2, H, W, 3), torch.tensor(-0.3).expand(2, H, W, 1)),  # sum()'s
