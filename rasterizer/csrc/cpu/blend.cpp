@@ -91,7 +91,8 @@ Tensor pack_gaussians(const Tensor& means2d, const Tensor& conics, const Tensor&
     float* packed = rows.data.get();
     at::parallel_for(0, CN, grain_for(CN, 5.0), [&](int64_t begin, int64_t end) {
         // the extents first, a block at a time: apart from the rows' scattered
-        // writes their loop vectorizes (the pack 1.4-1.8x on 100k Gaussians)
+        // writes their loop vectorizes (packing 100k Gaussians 1.1-1.7x, the
+        // blend forward 1.09-1.11x)
         constexpr int64_t BLOCK = 64;
         float ex[BLOCK], ey[BLOCK];
         for (int64_t g0 = begin; g0 < end; g0 += BLOCK) {
@@ -358,8 +359,8 @@ F lane_abs(F x) { return x < 0.f ? -x : x; }
 
 // dL/d(render) [C, H, W, D] and dL/d(alphas) [C, H, W, 1] with any strides:
 // a loss such as sum() hands back expanded (stride 0) gradients, whose copy
-// into contiguous memory took torch 0.1 ms on the small bench case (a third
-// of the blend backward's own time there).
+// into contiguous memory took torch 0.1 ms on the small bench case (its
+// threads' wake-up; the whole backward is 1.06-1.07x faster without it).
 struct PixelGrads {
     const float *color, *alpha;
     int64_t color_strides[4], alpha_strides[3];
