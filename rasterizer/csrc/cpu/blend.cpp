@@ -357,27 +357,13 @@ constexpr int GRAD_SLOTS = 8;  // reduced with one Lanes::sum8
 template <typename F>
 F lane_abs(F x) { return x < 0.f ? -x : x; }
 
-// dL/d(render) [C, H, W, D] and dL/d(alphas) [C, H, W, 1] with any strides:
-// a loss such as sum() hands back expanded (stride 0) gradients, whose copy
-// into contiguous memory took torch 0.1 ms on the small bench case (its
-// threads' wake-up; the whole backward is 1.06-1.07x faster without it).
+// dL/d(render) [C, H, W, D] and dL/d(alphas) [C, H, W, 1], read through
+// torch's accessors, i.e. with any strides: a loss such as sum() hands back
+// expanded (stride 0) gradients, whose copy into contiguous memory took torch
+// 0.1 ms on the small bench case (its threads' wake-up; the whole backward
+// is 1.06-1.07x faster without it).
 struct PixelGrads {
-    const float *color, *alpha;
-    int64_t color_strides[4], alpha_strides[3];
-
-    PixelGrads(const Tensor& v_render, const Tensor& v_alphas)
-        : color(v_render.data_ptr<float>()), alpha(v_alphas.data_ptr<float>()) {
-        for (int d = 0; d < 4; ++d) color_strides[d] = v_render.stride(d);
-        for (int d = 0; d < 3; ++d) alpha_strides[d] = v_alphas.stride(d);
-    }
-    float color_at(int camera, int64_t y, int64_t x, int ch) const {
-        const int64_t* s = color_strides;
-        return color[camera * s[0] + y * s[1] + x * s[2] + ch * s[3]];
-    }
-    float alpha_at(int camera, int64_t y, int64_t x) const {
-        const int64_t* s = alpha_strides;
-        return alpha[camera * s[0] + y * s[1] + x * s[2]];
-    }
+    at::TensorAccessor<const float, 4> color, alpha;
 };
 
 // Backward of one strip t of a tile, with the forward pass's row vectors;
@@ -408,11 +394,11 @@ void backward_strip(const BlendInputs& in, int64_t tile, const TileGeometry& t, 
         for (int i = 0; i < (r < t.height ? t.width : 0); ++i) {
             const int64_t pix = pixel_index(in, t, r, i);
             T[r][i] = Tf[r][i] = final_T[pix];
-            va[r][i] = v_pixels.alpha_at(t.camera, t.y0 + r, t.x0 + i);
+            va[r][i] = v_pixels.alpha[t.camera][t.y0 + r][t.x0 + i][0];
             last[r][i] = float(last_ids[pix]);
             max_last = std::max(max_last, last_ids[pix]);
             row_last[r] = std::max(row_last[r], float(last_ids[pix]));
-            for (int ch = 0; ch < D; ++ch) vc[ch * ts + r][i] = v_pixels.color_at(t.camera, t.y0 + r, t.x0 + i, ch);
+            for (int ch = 0; ch < D; ++ch) vc[ch * ts + r][i] = v_pixels.color[t.camera][t.y0 + r][t.x0 + i][ch];
         }
     }
     const F px = L::index() + (t.x0 + 0.5f);
@@ -668,7 +654,9 @@ std::vector<Tensor> blend_backward(const Tensor& means2d, const Tensor& conics, 
     std::unique_ptr<float[]> isect_grad(new float[in.M * G]);  // zeroed tile by tile
     const int64_t row = strip_lanes(tile_size), scratch = (4 + 2 * D) * tile_size * row + D * row;
     for_each_tile<Backward>(in, scratch, final_T.data_ptr<float>(), last_ids.data_ptr<int>(),
-                            PixelGrads(v_render_colors, v_render_alphas), isect_grad.get(), absgrad);
+                            PixelGrads{v_render_colors.accessor<const float, 4>(),
+                                       v_render_alphas.accessor<const float, 4>()},
+                            isect_grad.get(), absgrad);
 
     auto f32 = colors.options();
     Tensor v_means2d = torch::empty({C, N, 2}, f32), v_conics = torch::empty({C, N, 3}, f32);
