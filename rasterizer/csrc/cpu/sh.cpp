@@ -18,10 +18,6 @@ namespace {
 
 constexpr int64_t BLOCK = 1024;  // Gaussians per task (for_each_block)
 
-// Coefficients (or their gradient) larger than this come from (go to) memory
-// rather than cache: 100k Gaussians at degree 3 hold 19 MB, 5k hold 1 MB.
-constexpr int64_t CACHED_BYTES = 8 << 20;
-
 std::vector<Vec3> camera_centers(const Tensor& viewmats) {
     std::vector<Vec3> centers(viewmats.size(0));
     for (size_t c = 0; c < centers.size(); ++c) centers[c] = camera_center(viewmats.data_ptr<float>() + c * 16);
@@ -65,10 +61,10 @@ void transpose_coeffs(const float* co, int64_t row, int used, float* out, int64_
 // The inverse, into the rows of `count` Gaussians: out[l * row + j] = (or +=
 // when accumulate) in[j * stride + l] for j < used, l < count. 64-byte
 // stores of whole rows where the scalar loop wrote (and GCC shuffled) 48
-// values per Gaussian; with `stream`, non-temporal where aligned (the caller
-// then ends with _mm_sfence).
+// values per Gaussian; non-temporal where they overwrite aligned rows (the
+// caller then ends with _mm_sfence).
 void untranspose_coeffs(const float* in, int64_t stride, int used, float* out, int64_t row, int count,
-                        bool accumulate, bool stream) {
+                        bool accumulate) {
     for (int t = 0; t * 16 < used; ++t) {
         const int n = std::min(16, used - 16 * t);
         const __mmask16 cols = __mmask16((1u << n) - 1);
@@ -77,7 +73,7 @@ void untranspose_coeffs(const float* in, int64_t stride, int used, float* out, i
         transpose16(r);
         for (int l = 0; l < count; ++l) {
             float* o = out + l * row + 16 * t;
-            if (stream && !accumulate && n == 16 && reinterpret_cast<uintptr_t>(o) % 64 == 0)
+            if (!accumulate && n == 16 && reinterpret_cast<uintptr_t>(o) % 64 == 0)
                 _mm512_stream_ps(o, r[l]);
             else
                 _mm512_mask_storeu_ps(o, cols, accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(cols, o), r[l]) : r[l]);
@@ -134,7 +130,7 @@ void transpose_coeffs(const float* co, int64_t row, int used, float* out, int64_
 }
 
 void untranspose_coeffs(const float* in, int64_t stride, int used, float* out, int64_t row, int count,
-                        bool accumulate, bool /*stream*/) {
+                        bool accumulate) {
     for (int g = 0; g < count; g += 8)
         for (int t = 0; t * 8 < used; ++t) {
             const int n = std::min(8, used - 8 * t);
@@ -155,7 +151,7 @@ void transpose_coeffs(const float* co, int64_t row, int used, float* out, int64_
 }
 
 void untranspose_coeffs(const float* in, int64_t stride, int used, float* out, int64_t row, int count,
-                        bool accumulate, bool /*stream*/) {
+                        bool accumulate) {
     for (int l = 0; l < count; ++l)
         for (int j = 0; j < used; ++j) out[l * row + j] = (accumulate ? out[l * row + j] : 0.f) + in[j * stride + l];
 }
@@ -168,7 +164,7 @@ void untranspose_coeffs(const float* in, int64_t stride, int used, float* out, i
 // entry j of Gaussian i at jac[j * plane + i].
 template <int DEGREE, bool JACOBIAN>
 void colors_range(int64_t begin, int64_t end, int64_t K, const float* means, Vec3 center, const float* co,
-                  bool from_memory, float* raw, float* out, float* jac, int64_t plane) {
+                  float* raw, float* out, float* jac, int64_t plane) {
     auto colors = [&](int64_t i, const float* coeffs, int stride) {
         const float* m = means + i * 3;
         float* r = raw + i * 3;
@@ -197,14 +193,17 @@ void colors_range(int64_t begin, int64_t end, int64_t K, const float* means, Vec
     // in cache (5k Gaussians), 0.95-1.07x on 100k, whose 19 MB stream from
     // memory. There, a prefetch of the Gaussians PREFETCH ahead: 1.00-1.17x
     // on 100k over six A/B runs, median 1.06x (32 or 128 ahead: 1.04x, 256:
-    // 1.00x); in cache it cost 3-6 %, so it is left out there. (Measured with
-    // AVX-512; with AVX2, see transpose8.)
+    // 1.00x). In a loop over SH alone 5k Gaussians' 1 MB stays in cache and
+    // the prefetch cost 3-6 %, but inside a full iteration (rasterize and
+    // backward) the rest of the pipeline evicts it, and there it took SH
+    // forward on the small bench case from 168 to 161 us (cpu_ab --flow,
+    // AVX-512). (Measured with AVX-512; with AVX2, see transpose8.)
     constexpr int USED = (DEGREE + 1) * (DEGREE + 1) * 3;
     constexpr int64_t SUB = 256, PREFETCH = 64;
     alignas(64) float block[USED * SUB];
     for (; begin + SUB <= end; begin += SUB) {
         for (int64_t b = 0; b < SUB; b += 16) {
-            if (from_memory && begin + b + PREFETCH + 16 <= end) {
+            if (begin + b + PREFETCH + 16 <= end) {
                 const char* ahead = reinterpret_cast<const char*>(co + (begin + b + PREFETCH) * K * 3);
                 for (int64_t o = 0; o < 16 * K * 3 * 4; o += 64) __builtin_prefetch(ahead + o, 0, 3);
             }
@@ -243,7 +242,7 @@ void colors_range(int64_t begin, int64_t end, int64_t K, const float* means, Vec
 template <int DEGREE>
 Vec3 colors_backward_range(int64_t begin, int64_t end, int64_t K, const float* means, Vec3 center,
                            const float* co, const float* jac, int64_t plane, const float* raw, const float* v_colors,
-                           float* v_coeffs, bool to_memory, float* v_means, bool first_camera) {
+                           float* v_coeffs, float* v_means, bool first_camera) {
     constexpr int K_USED = (DEGREE + 1) * (DEGREE + 1), USED = K_USED * 3;
     constexpr int64_t SUB = 256;
     alignas(64) float block[USED * SUB];  // [j][l]: coefficient j of Gaussian l (no jac), then its gradient
@@ -290,12 +289,12 @@ Vec3 colors_backward_range(int64_t begin, int64_t end, int64_t K, const float* m
         }
         for (int64_t g = 0; g < n; g += 16)
             untranspose_coeffs(block + g, SUB, USED, v_coeffs + (b0 + g) * K * 3, K * 3,
-                               int(std::min<int64_t>(16, n - g)), !first_camera, to_memory);
+                               int(std::min<int64_t>(16, n - g)), !first_camera);
         if (first_camera && USED < K * 3)  // coefficients beyond the degree
             for (int64_t l = 0; l < n; ++l) std::fill(v_coeffs + (b0 + l) * K * 3 + USED, v_coeffs + (b0 + l + 1) * K * 3, 0.f);
     }
 #if defined(__AVX512F__)
-    if (to_memory) _mm_sfence();  // orders the non-temporal stores before the threads join
+    _mm_sfence();  // orders the non-temporal stores before the threads join
 #endif
     return {-sx, -sy, -sz};  // dir = mean - center
 }
@@ -313,11 +312,10 @@ std::vector<Tensor> sh_colors_forward(int64_t degree, const Tensor& means, const
     const std::vector<Vec3> centers = camera_centers(viewmats);
     const float *m = means.data_ptr<float>(), *co = coeffs.data_ptr<float>();
     float *out = colors.data_ptr<float>(), *r = raw.data_ptr<float>(), *jac = jacobian.data_ptr<float>();
-    const bool from_memory = coeffs.numel() * 4 > CACHED_BYTES;
     for_each_block(N, BLOCK, dir_jacobian ? 30.0 * C : 20.0 * C, [&](int64_t begin, int64_t end) {
         for (int64_t c = 0; c < C; ++c) {
             float *rc = r + c * N * 3, *oc = out + c * N * 3, *jc = dir_jacobian ? jac + c * 9 * N : nullptr;
-            auto run = [&](auto range_of_degree) { range_of_degree(begin, end, K, m, centers[c], co, from_memory, rc, oc, jc, N); };
+            auto run = [&](auto range_of_degree) { range_of_degree(begin, end, K, m, centers[c], co, rc, oc, jc, N); };
             switch (degree * 2 + dir_jacobian) {
                 case 0: run(colors_range<0, false>); break;
                 case 1: run(colors_range<0, true>); break;
@@ -351,17 +349,17 @@ std::vector<Tensor> sh_colors_backward(int64_t degree, const Tensor& means, cons
     const float* jac = dir_jacobian.numel() ? dir_jacobian.data_ptr<float>() : nullptr;
     const float* vc = v_colors.data_ptr<float>();
     float *vm = v_means.data_ptr<float>(), *vco = v_coeffs.data_ptr<float>();
-    // Too large to stay in cache: written with non-temporal stores, which
-    // skip reading the lines first: SH backward on (a) 1.02-1.21x over four
-    // A/B runs; on 5k Gaussians (in cache) they cost up to 20 %.
-    const bool to_memory = v_coeffs.numel() * 4 > CACHED_BYTES;
+    // v_coeffs is written with non-temporal stores (colors_backward_range),
+    // which skip reading its lines first: SH backward on (a) 1.02-1.21x over
+    // four A/B runs. Inside a whole iteration even 5k Gaussians' 1 MB goes
+    // to memory (see colors_range): on the small bench case 161 -> 99 us.
     for_each_block(N, BLOCK, 20.0 * C, [&](int64_t begin, int64_t end) {
         for (int64_t c = 0; c < C; ++c) {
             const int64_t i = c * N * 3;  // camera c's colors
             const float* jc = jac ? jac + c * 9 * N : nullptr;
             Vec3& vcen = v_centers[begin / BLOCK * C + c];
             auto run = [&](auto range_of_degree) {
-                vcen = range_of_degree(begin, end, K, m, centers[c], co, jc, N, r + i, vc + i, vco, to_memory, vm, c == 0);
+                vcen = range_of_degree(begin, end, K, m, centers[c], co, jc, N, r + i, vc + i, vco, vm, c == 0);
             };
             switch (degree) {
                 case 0: run(colors_backward_range<0>); break;
