@@ -5,6 +5,15 @@ machine noise hits both alike; prints medians and the speed ratio.
 
     python benchmarks/cpu_ab.py --base 161b583                  # blend, projection, SH, intersection
     python benchmarks/cpu_ab.py --base 161b583 --train-steps 300 # + lego training steps
+    python benchmarks/cpu_ab.py --base HEAD --threads 2 --flow   # whole iterations, as the bench times them
+
+Each stage alone runs with its data in cache; inside a whole iteration
+(rasterize, then backward) the other stages have evicted it, which can
+reverse a decision measured on the stages alone (see sh.cpp, colors_range).
+--flow prints each op's time inside the iterations too. Two builds of the
+same sources loaded side by side differed by up to 9 % in whole iterations
+(their code's placement; fifteenth session), so run --base HEAD on an
+unchanged tree for the noise floor, and trust the ops' times more than the total.
 
 The base sources come from `git archive` into a temporary folder (nothing is
 checked out); builds are cached under ~/.cache/splat/ab/<revision>.
@@ -152,6 +161,60 @@ def time_sh_and_intersection(exts: dict, case: str, repeats: int) -> dict:
     return {name: (*sh[name], isect[name][0]) for name in exts}
 
 
+class _TimedOps:
+    """An extension whose ops record their durations (ms) per op name in `times`."""
+
+    def __init__(self, ext, times: dict):
+        self._ext, self._times = ext, times
+
+    def __getattr__(self, op: str):
+        fn = getattr(self._ext, op)
+
+        def timed(*args):
+            t0 = time.perf_counter()
+            out = fn(*args)
+            self._times.setdefault(op, []).append(1e3 * (time.perf_counter() - t0))
+            return out
+
+        return timed
+
+
+def time_flow(exts: dict, case: str, blocks: int) -> dict:
+    """Per extension, median ms of `splat bench raster`'s iteration
+    (rasterize, then backward of colors.sum() + alphas.sum()) as "forward",
+    "backward" and of each extension op inside it, the extensions swapped in
+    the cpu backend in blocks of about 0.3 s, the order alternating."""
+    from splat.cli.bench import _make_case
+    from splat.rasterizer import backend_cpu, rasterize
+
+    scene = _make_case(case, DATA)
+    params = ("means", "quats", "scales", "opacities", "colors")
+
+    def iteration(times: dict) -> None:
+        inputs = {k: v.detach().requires_grad_(k in params) if isinstance(v, torch.Tensor) else v
+                  for k, v in scene.items()}  # fmt: skip
+        t0 = time.perf_counter()
+        colors, alphas, _ = rasterize(**inputs, backend="cpu")
+        t1 = time.perf_counter()
+        (colors.sum() + alphas.sum()).backward()
+        times.setdefault("forward", []).append(1e3 * (t1 - t0))
+        times.setdefault("backward", []).append(1e3 * (time.perf_counter() - t1))
+
+    times = {name: {} for name in exts}
+    warm: dict = {}
+    backend_cpu._backend._load = lambda: next(iter(exts.values()))
+    for _ in range(10):
+        iteration(warm)
+    per_block = max(3, int(300 / (median(warm["forward"][5:]) + median(warm["backward"][5:]))))
+    for block in range(blocks + 1):  # block 0 warms up
+        for name, ext in list(exts.items())[:: 1 if block % 2 else -1]:
+            timed = _TimedOps(ext, times[name] if block else {})
+            backend_cpu._backend._load = lambda timed=timed: timed
+            for _ in range(per_block):
+                iteration(times[name] if block else {})
+    return {name: {key: median(v) for key, v in t.items()} for name, t in times.items()}
+
+
 def time_training(exts: dict, warmup: int, blocks: int = 6, steps: int = 10) -> dict:
     """Median ms per lego training step (`--preset full`) per extension, swapped in one trainer."""
     from splat.rasterizer import backend_cpu
@@ -179,6 +242,8 @@ def main() -> None:
     parser.add_argument("--cases", default="small,a,bird", help="splat bench raster cases")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads (1: kernel time)")
+    parser.add_argument("--flow", action="store_true",
+                        help="time whole bench iterations instead of the stages (both builds must bind the same ops)")
     parser.add_argument("--train-steps", type=int, default=0, help="also time lego training after this many steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -187,7 +252,20 @@ def main() -> None:
 
     exts = {args.base: load_revision(args.base), "working tree": build.load_cpu()}
     base, new = list(exts)
-    print(f"{args.threads} thread(s); ms, median of {args.repeats}")
+    print(f"{args.threads} thread(s); ms, median of {args.repeats}{' blocks' if args.flow else ''}")
+    ops = [{name for name in dir(ext) if not name.startswith("_")} for ext in exts.values()]
+    for case in args.cases.split(",") if args.flow and ops[0] == ops[1] else []:
+        r = time_flow(exts, case, args.repeats)
+        for key in r[base]:
+            b, n = r[base][key], r[new][key]
+            print(f"{case:<6} {key + (' (iteration)' if key in ('forward', 'backward') else ''):<24} "
+                  f"{b:8.3f} -> {n:8.3f} ({b / n:.2f}x)")
+        b, n = (r[k]["forward"] + r[k]["backward"] for k in (base, new))
+        print(f"{case:<6} {'total':<24} {b:8.3f} -> {n:8.3f} ({b / n:.3f}x)")
+    if args.flow:
+        if ops[0] != ops[1]:
+            print("iterations not timed: the two builds bind different ops")
+        return
     for case in args.cases.split(","):
         r = time_blend(exts, case, args.repeats)
         (fb, bb), (fn, bn) = r[base], r[new]
@@ -202,7 +280,6 @@ def main() -> None:
         print(f"{case:<6} SH (deg 3) forward {fb:8.2f} -> {fn:8.2f} ({fb / fn:.2f}x)   "
               f"backward {bb:8.2f} -> {bn:8.2f} ({bb / bn:.2f}x)")
         print(f"{case:<6} tile intersection  {ib:8.2f} -> {i_n:8.2f} ({ib / i_n:.2f}x)")
-    ops = [{name for name in dir(ext) if not name.startswith("_")} for ext in exts.values()]
     if args.train_steps and ops[0] != ops[1]:
         print("training not timed: the two builds bind different ops (the Python side matches only the working tree)")
     elif args.train_steps:

@@ -59,12 +59,17 @@ bool any_zero_quaternion(const Tensor& quats);
 // Threads for the parallel loops: torch's setting, so torch.set_num_threads applies.
 int num_threads();
 
-// Waking the idle threads for a parallel loop costs tens of microseconds
-// (50-130 us on the 2-core CI machine, where `import splat` makes OpenMP
-// threads sleep when idle), so a loop runs on the calling thread unless each
-// thread gets at least min_parallel_work_ns() of work (default 150 us; tests
-// set 0 to run every loop in parallel). The per-item costs the callers pass
-// are one-thread measurements, rounded: only their order of magnitude matters.
+// Waking a sleeping OpenMP thread for a parallel loop costs tens of
+// microseconds (40-90 us on the 2-core CI machines; `import splat` lets idle
+// threads spin only briefly, see splat/__init__.py), so a loop runs on the
+// calling thread unless each thread gets at least min_parallel_work_ns() of
+// work (default 10 us; tests set 0 to run every loop in parallel). The
+// per-item costs the callers pass are one-thread measurements with the data
+// in cache, rounded: only their order of magnitude matters. Inside a whole
+// iteration the data comes from memory and the stages take 1.5-3x those
+// estimates, and a thread that ran the last loop is often still spinning:
+// there a 10 us threshold beat 150 us by 1.03-1.10x on the small bench case
+// and 1.11x on bird over six in-process A/B runs (AVX-512, fifteenth session).
 double& min_parallel_work_ns();
 
 // Threads for a loop over `items` items of about `ns_per_item` each.

@@ -11,7 +11,7 @@ namespace splat::cpu {
 int num_threads() { return std::max(1, at::get_num_threads()); }
 
 double& min_parallel_work_ns() {
-    static double ns = 150e3;
+    static double ns = 10e3;
     return ns;
 }
 
