@@ -86,8 +86,9 @@ struct Lanes {
     // out[j] = sum(v[j]) for 8 vectors at once. With AVX-512 the lanes of all
     // eight are reduced together by shuffles (24 instructions instead of 72),
     // the per-Gaussian tail of the backward pass; the order of the additions
-    // is fixed either way.
-    static void sum8(const F (&v)[8], float* out) {
+    // is fixed either way. Forced inline: GCC left it a call (through the
+    // PLT) taking its vectors through memory, twice per intersection.
+    [[gnu::always_inline]] static void sum8(const F (&v)[8], float* out) {
 #if defined(__AVX512F__)
         if constexpr (W == 16) {
             __m512 x[8];
