@@ -381,15 +381,18 @@ void backward_strip(const BlendInputs& in, int64_t tile, const TileGeometry& t, 
     F* last = Tf + ts;                     // [ts] Gaussians each pixel blended (0 outside the image)
     F* va = last + ts;                     // [ts] dL/dalpha_out
     F* vc = va + ts;                       // [D, ts] dL/dcolor_out
-    F* buf = vc + D * ts;                  // [D, ts] sum of color * weight of the Gaussians behind
-    F* g_color = buf + D * ts;             // [D] per lane, over the rows: dL/dcolor of the current Gaussian
+    // [ts] sum over the Gaussians behind of weight * (color . dL/dcolor_out):
+    // dL/dalpha needs only this dot product of their blended colors, so one
+    // vector per row instead of D (blend backward 1.04-1.08x on one thread)
+    F* behind = vc + D * ts;
+    F* g_color = behind + ts;              // [D] per lane, over the rows: dL/dcolor of the current Gaussian
     const int64_t start = in.offsets[tile], end = in.tile_end(tile);
     int max_last = 0;
     float row_last[64];  // per row: the most Gaussians any of its pixels blended
     for (int r = 0; r < ts; ++r) {
         T[r] = Tf[r] = F{} + 1.f;
-        last[r] = va[r] = F{};
-        for (int ch = 0; ch < D; ++ch) vc[ch * ts + r] = buf[ch * ts + r] = F{};
+        last[r] = va[r] = behind[r] = F{};
+        for (int ch = 0; ch < D; ++ch) vc[ch * ts + r] = F{};
         row_last[r] = 0.f;
         for (int i = 0; i < (r < t.height ? t.width : 0); ++i) {
             const int64_t pix = pixel_index(in, t, r, i);
@@ -431,22 +434,17 @@ void backward_strip(const BlendInputs& in, int64_t tile, const TileGeometry& t, 
             const F alpha = clamp_alpha(raw);
             const I active = (rel < last[r]) & alpha_counts(sigma, raw);
             // dL/dalpha of this sample (masked below) is
-            //   ra (Tf va - sum_ch buf v) + Tk sum_ch color v:
-            // both sums are ready before alpha, off its chain
-            F color_v = F{}, buf_v = F{};
-            for (int ch = 0; ch < D; ++ch) {
-                color_v += color[ch] * vc[ch * ts + r];
-                buf_v += buf[ch * ts + r] * vc[ch * ts + r];
-            }
+            //   ra (Tf va - behind) + Tk color . v:
+            // both terms are ready before alpha, off its chain
+            F color_v = F{};
+            for (int ch = 0; ch < D; ++ch) color_v += color[ch] * vc[ch * ts + r];
             const F ra = 1.f / (1.f - alpha);
             const F Tk = T[r] * ra;
             const F w = active ? alpha * Tk : F{};
-            const F v_a = ra * (Tf[r] * va[r] - buf_v) + Tk * color_v;
+            const F v_a = ra * (Tf[r] * va[r] - behind[r]) + Tk * color_v;
             T[r] = active ? Tk : T[r];
-            for (int ch = 0; ch < D; ++ch) {
-                g_color[ch] += w * vc[ch * ts + r];
-                buf[ch * ts + r] += color[ch] * w;
-            }
+            behind[r] += w * color_v;
+            for (int ch = 0; ch < D; ++ch) g_color[ch] += w * vc[ch * ts + r];
             const AlphaGradOf<F> s = alpha_backward_to_sigma(op, sigma, active ? v_a : F{});
             g_opacity += s.v_opacity;
             s0 += s.v_sigma;
@@ -652,7 +650,7 @@ std::vector<Tensor> blend_backward(const Tensor& means2d, const Tensor& conics, 
                 "blend_backward: the pixel gradients must be [C, H, W, D] and [C, H, W, 1]");
     const int64_t G = GRAD_SLOTS + D;
     std::unique_ptr<float[]> isect_grad(new float[in.M * G]);  // zeroed tile by tile
-    const int64_t row = strip_lanes(tile_size), scratch = (4 + 2 * D) * tile_size * row + D * row;
+    const int64_t row = strip_lanes(tile_size), scratch = (5 + D) * tile_size * row + D * row;
     for_each_tile<Backward>(in, scratch, final_T.data_ptr<float>(), last_ids.data_ptr<int>(),
                             PixelGrads{v_render_colors.accessor<const float, 4>(),
                                        v_render_alphas.accessor<const float, 4>()},
