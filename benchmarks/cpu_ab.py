@@ -203,21 +203,15 @@ def time_flow(exts: dict, case: str, blocks: int) -> dict:
     (rasterize, then backward of colors.sum() + alphas.sum()) as "forward",
     "backward" and of each extension op inside it, the extensions swapped in
     the cpu backend in blocks of about 0.3 s, the order alternating."""
-    from splat.cli.bench import _make_case
-    from splat.rasterizer import backend_cpu, rasterize
+    from splat.cli.bench import _make_case, time_iteration
+    from splat.rasterizer import backend_cpu
 
     scene = _make_case(case, DATA)
-    params = ("means", "quats", "scales", "opacities", "colors")
 
     def iteration(times: dict) -> None:
-        inputs = {k: v.detach().requires_grad_(k in params) if isinstance(v, torch.Tensor) else v
-                  for k, v in scene.items()}  # fmt: skip
-        t0 = time.perf_counter()
-        colors, alphas, _ = rasterize(**inputs, backend="cpu")
-        t1 = time.perf_counter()
-        (colors.sum() + alphas.sum()).backward()
-        times.setdefault("forward", []).append(1e3 * (t1 - t0))
-        times.setdefault("backward", []).append(1e3 * (time.perf_counter() - t1))
+        forward_s, backward_s, _ = time_iteration(scene, "cpu")
+        times.setdefault("forward", []).append(1e3 * forward_s)
+        times.setdefault("backward", []).append(1e3 * backward_s)
 
     times = {name: {} for name in exts}
     warm: dict = {}
@@ -271,17 +265,18 @@ def main() -> None:
     base, new = list(exts)
     print(f"{args.threads} thread(s); ms, median of {args.repeats}{' blocks' if args.flow else ''}")
     ops = [{name for name in dir(ext) if not name.startswith("_")} for ext in exts.values()]
-    for case in args.cases.split(",") if args.flow and ops[0] == ops[1] else []:
-        r = time_flow(exts, case, args.repeats)
-        for key in r[base]:
-            b, n = r[base][key], r[new][key]
-            print(f"{case:<6} {key + (' (iteration)' if key in ('forward', 'backward') else ''):<24} "
-                  f"{b:8.3f} -> {n:8.3f} ({b / n:.2f}x)")
-        b, n = (r[k]["forward"] + r[k]["backward"] for k in (base, new))
-        print(f"{case:<6} {'total':<24} {b:8.3f} -> {n:8.3f} ({b / n:.3f}x)")
     if args.flow:
         if ops[0] != ops[1]:
             print("iterations not timed: the two builds bind different ops")
+            return
+        for case in args.cases.split(","):
+            r = time_flow(exts, case, args.repeats)
+            for key in r[base]:
+                b, n = r[base][key], r[new][key]
+                print(f"{case:<6} {key + (' (iteration)' if key in ('forward', 'backward') else ''):<24} "
+                      f"{b:8.3f} -> {n:8.3f} ({b / n:.2f}x)")
+            b, n = (r[k]["forward"] + r[k]["backward"] for k in (base, new))
+            print(f"{case:<6} {'total':<24} {b:8.3f} -> {n:8.3f} ({b / n:.3f}x)")
         return
     for case in args.cases.split(","):
         r = time_blend(exts, case, args.repeats)

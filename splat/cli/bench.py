@@ -75,6 +75,24 @@ def _make_case(case: str, data_dir: Path) -> dict:
 # over its first 7 runs than over 50.
 WARMUP_RUNS, WARMUP_S, TIMED_S, MAX_RUNS = 2, 1.0, 1.0, 100
 
+# The inputs the loss differentiates with respect to.
+PARAMS = ("means", "quats", "scales", "opacities", "colors")
+
+
+def time_iteration(scene: dict, backend: str):
+    """One timed iteration on fresh leaf inputs: rasterize, then backward of
+    colors.sum() + alphas.sum(). Returns (forward s, backward s, meta)."""
+    import torch
+
+    from splat.rasterizer import rasterize
+
+    inputs = {k: v.detach().requires_grad_(k in PARAMS) if isinstance(v, torch.Tensor) else v for k, v in scene.items()}
+    t0 = time.perf_counter()
+    colors, alphas, meta = rasterize(**inputs, backend=backend)
+    t1 = time.perf_counter()
+    (colors.sum() + alphas.sum()).backward()
+    return t1 - t0, time.perf_counter() - t1, meta
+
 
 def run_case(case: str, backend: str, repeats: int, data_dir: str, threads: int, warmup: int = WARMUP_RUNS) -> dict:
     """One case, one backend, in this process: warm-up runs, then the median of
@@ -83,22 +101,15 @@ def run_case(case: str, backend: str, repeats: int, data_dir: str, threads: int,
 
     import torch
 
-    from splat.rasterizer import rasterize
-
     torch.set_num_threads(threads)
     scene = _make_case(case, Path(data_dir))
-    params = ("means", "quats", "scales", "opacities", "colors")
 
     def runs(at_least: int, seconds: float):
         """(forward s, backward s) of each run, and the last run's meta (older ones are freed)."""
         times, meta, t_end = [], None, time.perf_counter() + seconds
         while len(times) < MAX_RUNS and (len(times) < at_least or time.perf_counter() < t_end):
-            inputs = {k: v.detach().requires_grad_(k in params) if isinstance(v, torch.Tensor) else v for k, v in scene.items()}
-            t0 = time.perf_counter()
-            colors, alphas, meta = rasterize(**inputs, backend=backend)
-            t1 = time.perf_counter()
-            (colors.sum() + alphas.sum()).backward()
-            times.append((t1 - t0, time.perf_counter() - t1))
+            forward_s, backward_s, meta = time_iteration(scene, backend)
+            times.append((forward_s, backward_s))
         return times, meta
 
     runs(warmup, WARMUP_S)

@@ -68,7 +68,7 @@ int num_threads();
 // in cache, rounded: only their order of magnitude matters. Inside a whole
 // iteration the data comes from memory and the stages take 1.5-3x those
 // estimates, and a thread that ran the last loop is often still spinning:
-// there a 10 us threshold beat 150 us by 1.03-1.10x on the small bench case
+// there a 10 us threshold beat 150 us by 1.03-1.14x on the small bench case
 // and 1.11x on bird over six in-process A/B runs (AVX-512, fifteenth session).
 double& min_parallel_work_ns();
 
