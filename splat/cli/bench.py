@@ -79,14 +79,19 @@ WARMUP_RUNS, WARMUP_S, TIMED_S, MAX_RUNS = 2, 1.0, 1.0, 100
 PARAMS = ("means", "quats", "scales", "opacities", "colors")
 
 
+def fresh_inputs(scene: dict) -> dict:
+    """The scene's tensors as new leaves, PARAMS requiring gradients: `rasterize`'s keyword arguments."""
+    import torch
+
+    return {k: v.detach().requires_grad_(k in PARAMS) if isinstance(v, torch.Tensor) else v for k, v in scene.items()}
+
+
 def time_iteration(scene: dict, backend: str):
     """One timed iteration on fresh leaf inputs: rasterize, then backward of
     colors.sum() + alphas.sum(). Returns (forward s, backward s, meta)."""
-    import torch
-
     from splat.rasterizer import rasterize
 
-    inputs = {k: v.detach().requires_grad_(k in PARAMS) if isinstance(v, torch.Tensor) else v for k, v in scene.items()}
+    inputs = fresh_inputs(scene)
     t0 = time.perf_counter()
     colors, alphas, meta = rasterize(**inputs, backend=backend)
     t1 = time.perf_counter()
