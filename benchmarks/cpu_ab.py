@@ -32,6 +32,7 @@ from pathlib import Path
 
 import splat  # noqa: F401  (sets the OpenMP wait policy before torch loads)
 import torch
+from raster_timeline import StampedOps  # this folder is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SPLAT_DATA", REPO.parent / "shared" / "data"))
@@ -180,24 +181,6 @@ def time_sh_and_intersection(exts: dict, case: str, repeats: int) -> dict:
     return {name: (*sh[name], isect[name][0]) for name in exts}
 
 
-class _TimedOps:
-    """An extension whose ops record their durations (ms) per op name in `times`."""
-
-    def __init__(self, ext, times: dict):
-        self._ext, self._times = ext, times
-
-    def __getattr__(self, op: str):
-        fn = getattr(self._ext, op)
-
-        def timed(*args):
-            t0 = time.perf_counter()
-            out = fn(*args)
-            self._times.setdefault(op, []).append(1e3 * (time.perf_counter() - t0))
-            return out
-
-        return timed
-
-
 def time_flow(exts: dict, case: str, blocks: int) -> dict:
     """Per extension, median ms of `splat bench raster`'s iteration
     (rasterize, then backward of colors.sum() + alphas.sum()) as "forward",
@@ -221,7 +204,8 @@ def time_flow(exts: dict, case: str, blocks: int) -> dict:
     per_block = max(3, int(300 / (median(warm["forward"][5:]) + median(warm["backward"][5:]))))
     for block in range(blocks + 1):  # block 0 warms up
         for name, ext in list(exts.items())[:: 1 if block % 2 else -1]:
-            timed = _TimedOps(ext, times[name] if block else {})
+            durations = times[name] if block else {}
+            timed = StampedOps(ext, lambda op, t0, t1, d=durations: d.setdefault(op, []).append(1e3 * (t1 - t0)))
             backend_cpu._backend._load = lambda timed=timed: timed
             for _ in range(per_block):
                 iteration(times[name] if block else {})

@@ -16,6 +16,7 @@ import os
 import time
 from pathlib import Path
 from statistics import median
+from typing import Callable
 
 import splat  # noqa: F401  (sets the OpenMP wait policy before torch loads)
 import torch
@@ -23,11 +24,12 @@ import torch
 DATA = Path(os.environ.get("SPLAT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
-class _StampedOps:
-    """An extension whose ops append (name, start s, end s) to `events`."""
+class StampedOps:
+    """An extension whose ops call record(name, start s, end s) after each call
+    (also used by cpu_ab.py --flow)."""
 
-    def __init__(self, ext, events: list):
-        self._ext, self._events = ext, events
+    def __init__(self, ext, record: Callable[[str, float, float], None]):
+        self._ext, self._record = ext, record
 
     def __getattr__(self, op: str):
         fn = getattr(self._ext, op)
@@ -35,7 +37,7 @@ class _StampedOps:
         def stamped(*args):
             t0 = time.perf_counter()
             out = fn(*args)
-            self._events.append((op, t0, time.perf_counter()))
+            self._record(op, t0, time.perf_counter())
             return out
 
         return stamped
@@ -49,7 +51,8 @@ def timeline(case: str, iterations: int, warmup: int) -> dict[str, float]:
     scene = _make_case(case, DATA)
     events: list = []
     ext = backend_cpu._backend._load()
-    backend_cpu._backend._load = lambda: _StampedOps(ext, events)
+    stamped = StampedOps(ext, lambda *event: events.append(event))
+    backend_cpu._backend._load = lambda: stamped
     rows: dict[str, list[float]] = {}
     for i in range(warmup + iterations):
         events.clear()
