@@ -208,7 +208,7 @@ def time_flow(exts: dict, case: str, blocks: int) -> dict:
             timed = StampedOps(ext, lambda op, t0, t1, d=durations: d.setdefault(op, []).append(1e3 * (t1 - t0)))
             backend_cpu._backend._load = lambda timed=timed: timed
             for _ in range(per_block):
-                iteration(times[name] if block else {})
+                iteration(durations)
     return {name: {key: median(v) for key, v in t.items()} for name, t in times.items()}
 
 

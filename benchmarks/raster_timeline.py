@@ -44,36 +44,39 @@ class StampedOps:
 
 
 def timeline(case: str, iterations: int, warmup: int) -> dict[str, float]:
-    """Median ms of each op and of each gap before it, in call order, plus the loss and the total."""
+    """Median ms of each op and of each gap before it ("gap A -> B"), in call
+    order, plus the loss and the total."""
     from splat.cli.bench import _make_case, fresh_inputs
     from splat.rasterizer import backend_cpu, rasterize
 
     scene = _make_case(case, DATA)
     events: list = []
-    ext = backend_cpu._backend._load()
-    stamped = StampedOps(ext, lambda *event: events.append(event))
+    load = backend_cpu._backend._load
+    stamped = StampedOps(load(), lambda *event: events.append(event))
     backend_cpu._backend._load = lambda: stamped
     rows: dict[str, list[float]] = {}
-    for i in range(warmup + iterations):
-        events.clear()
-        inputs = fresh_inputs(scene)
-        t0 = time.perf_counter()
-        colors, alphas, _ = rasterize(**inputs, backend="cpu")
-        t1 = time.perf_counter()
-        loss = colors.sum() + alphas.sum()
-        t2 = time.perf_counter()
-        loss.backward()
-        t3 = time.perf_counter()
-        if i < warmup:
-            continue
-        previous, previous_name = t0, "start"
-        for name, begin, end in sorted(events + [("loss", t1, t2)], key=lambda e: e[1]):
-            rows.setdefault(f"  gap {previous_name} -> {name}", []).append(1e3 * (begin - previous))
-            rows.setdefault(name, []).append(1e3 * (end - begin))
-            previous, previous_name = end, name
-        rows.setdefault(f"  gap {previous_name} -> end", []).append(1e3 * (t3 - previous))
-        rows.setdefault("total", []).append(1e3 * (t3 - t0))
-    backend_cpu._backend._load = lambda: ext
+    try:
+        for i in range(warmup + iterations):
+            events.clear()
+            inputs = fresh_inputs(scene)
+            t0 = time.perf_counter()
+            colors, alphas, _ = rasterize(**inputs, backend="cpu")
+            t1 = time.perf_counter()
+            loss = colors.sum() + alphas.sum()
+            t2 = time.perf_counter()
+            loss.backward()
+            t3 = time.perf_counter()
+            if i < warmup:
+                continue
+            previous, previous_name = t0, "start"
+            for name, begin, end in sorted(events + [("loss", t1, t2)], key=lambda e: e[1]):
+                rows.setdefault(f"gap {previous_name} -> {name}", []).append(1e3 * (begin - previous))
+                rows.setdefault(name, []).append(1e3 * (end - begin))
+                previous, previous_name = end, name
+            rows.setdefault(f"gap {previous_name} -> end", []).append(1e3 * (t3 - previous))
+            rows.setdefault("total", []).append(1e3 * (t3 - t0))
+    finally:
+        backend_cpu._backend._load = load  # the backend's own loader again
     return {name: median(v) for name, v in rows.items()}
 
 
@@ -86,11 +89,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = timeline(args.case, args.iterations, args.warmup)
-    gaps = sum(ms for name, ms in rows.items() if name.lstrip().startswith("gap"))
-    ops = sum(ms for name, ms in rows.items() if not name.lstrip().startswith("gap") and name not in ("loss", "total"))
+    gaps = sum(ms for name, ms in rows.items() if name.startswith("gap "))
+    ops = sum(ms for name, ms in rows.items() if not name.startswith("gap ") and name not in ("loss", "total"))
     print(f"case {args.case}, {args.threads} thread(s), median ms of {args.iterations} iterations")
     for name, ms in rows.items():
-        print(f"{name:<45} {ms:8.3f}")
+        print(f"{'  ' * name.startswith('gap ') + name:<45} {ms:8.3f}")
     print(f"{'sum of the extension ops':<45} {ops:8.3f}\n{'sum of the gaps between ops':<45} {gaps:8.3f}")
 
 
