@@ -77,12 +77,21 @@ def cpu_backend():
     return backend_cpu
 
 
-@pytest.fixture
-def train_quality():
-    """benchmarks/train_quality.py as a module (benchmarks/ is not a package)."""
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module (benchmarks/ is not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("train_quality", REPO / "benchmarks" / "train_quality.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def train_quality():
+    return load_benchmark("train_quality")
+
+
+@pytest.fixture
+def raster_timeline():
+    return load_benchmark("raster_timeline")
