@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import os
 import shutil
 import subprocess
 import tarfile
@@ -34,8 +33,10 @@ import splat  # noqa: F401  (sets the OpenMP wait policy before torch loads)
 import torch
 from raster_timeline import StampedOps  # this folder is on sys.path when run as a script
 
+from splat.shared_data import shared_data_dir
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SPLAT_DATA", REPO.parent / "shared" / "data"))
+DATA = shared_data_dir()
 
 
 def _build(root: Path, tag: str):
@@ -110,10 +111,10 @@ def intersect(ext, m, width: int, height: int):
 def time_blend(exts: dict, case: str, repeats: int) -> dict:
     """Median blend forward and backward ms per extension on one benchmark case,
     each on the tile lists of its own intersection."""
-    from splat.cli.bench import _make_case
+    from splat.cli.bench import make_case
     from splat.rasterizer import rasterize
 
-    scene = _make_case(case, DATA)
+    scene = make_case(case, DATA)
     with torch.no_grad():
         _, _, m = rasterize(**scene, backend="cpu")
     g = torch.Generator().manual_seed(0)
@@ -131,9 +132,9 @@ def time_blend(exts: dict, case: str, repeats: int) -> dict:
 
 def time_projection(exts: dict, case: str, repeats: int) -> dict:
     """Median projection forward and backward ms per extension (no pose gradient, as in training)."""
-    from splat.cli.bench import _make_case
+    from splat.cli.bench import make_case
 
-    s = _make_case(case, DATA)
+    s = make_case(case, DATA)
     C, N = s["viewmats"].shape[0], len(s["means"])
     settings = (s["width"], s["height"], 0.3, 0.01, 1e10, False)
     first = next(iter(exts.values()))
@@ -152,10 +153,10 @@ def time_projection(exts: dict, case: str, repeats: int) -> dict:
 def time_sh_and_intersection(exts: dict, case: str, repeats: int) -> dict:
     """Median ms of SH forward and backward (degree 3) and, as a third value, of
     tile intersection, per extension."""
-    from splat.cli.bench import _make_case
+    from splat.cli.bench import make_case
     from splat.rasterizer import rasterize
 
-    s = _make_case(case, DATA)
+    s = make_case(case, DATA)
     with torch.no_grad():
         _, _, m = rasterize(**s, backend="cpu")
     means, viewmats = s["means"], s["viewmats"]
@@ -186,10 +187,10 @@ def time_flow(exts: dict, case: str, blocks: int) -> dict:
     (rasterize, then backward of colors.sum() + alphas.sum()) as "forward",
     "backward" and of each extension op inside it, the extensions swapped in
     the cpu backend in blocks of about 0.3 s, the order alternating."""
-    from splat.cli.bench import _make_case, time_iteration
+    from splat.cli.bench import make_case, time_iteration
     from splat.rasterizer import backend_cpu
 
-    scene = _make_case(case, DATA)
+    scene = make_case(case, DATA)
 
     def iteration(times: dict) -> None:
         forward_s, backward_s, _ = time_iteration(scene, "cpu")

@@ -14,15 +14,15 @@ usually just after the one retirement waited for.)
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 from statistics import median
 
 import splat  # noqa: F401  (sets the OpenMP wait policy before torch loads)
 import torch
 
-DATA = Path(os.environ.get("SPLAT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+from splat.shared_data import shared_data_dir
+
+DATA = shared_data_dir()
 
 
 def main() -> None:
@@ -32,10 +32,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=15.0, help="how long to iterate (after one warm-up run)")
     args = parser.parse_args()
-    from splat.cli.bench import _make_case, time_iteration
+    from splat.cli.bench import make_case, time_iteration
 
     torch.set_num_threads(args.threads)
-    scene = _make_case(args.case, DATA)
+    scene = make_case(args.case, DATA)
     time_iteration(scene, args.backend)  # builds or loads the extension
     times, end = [], time.perf_counter() + args.seconds
     while time.perf_counter() < end:

@@ -12,16 +12,16 @@ threads fall asleep, so the next parallel op also waits for a wake-up.
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from pathlib import Path
 from statistics import median
 from typing import Callable
 
 import splat  # noqa: F401  (sets the OpenMP wait policy before torch loads)
 import torch
 
-DATA = Path(os.environ.get("SPLAT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+from splat.shared_data import shared_data_dir
+
+DATA = shared_data_dir()
 
 
 class StampedOps:
@@ -46,10 +46,10 @@ class StampedOps:
 def timeline(case: str, iterations: int, warmup: int) -> dict[str, float]:
     """Median ms of each op and of each gap before it ("gap A -> B"), in call
     order, plus the loss and the total."""
-    from splat.cli.bench import _make_case, fresh_inputs
+    from splat.cli.bench import make_case, fresh_inputs
     from splat.rasterizer import backend_cpu, rasterize
 
-    scene = _make_case(case, DATA)
+    scene = make_case(case, DATA)
     events: list = []
     load = backend_cpu._backend._load
     stamped = StampedOps(load(), lambda *event: events.append(event))

@@ -23,8 +23,10 @@ import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from splat.shared_data import shared_data_dir  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("SPLAT_DATA", REPO.parent / "shared" / "data"))
+DATA = shared_data_dir()
 
 RUNS = {
     "lego-7k": dict(scene="lego", steps=7_000, strategy="default", target=33.5),

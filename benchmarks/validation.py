@@ -18,7 +18,7 @@ from pathlib import Path
 import splat  # noqa: F401  (sets the OpenMP wait policy before torch loads)
 import torch
 
-from splat.cli.bench import _make_case
+from splat.cli.bench import make_case
 from splat.rasterizer import backend_cpu, build, rasterize, validation
 
 INPUTS = ("means", "quats", "scales", "opacities", "viewmats", "Ks", "colors")
@@ -39,7 +39,7 @@ def main() -> None:
     loaded = build.loaded
     print(f"{args.threads} threads; microseconds, median of {args.repeats}, each right after a render")
     for case in ("small", "a"):
-        scene = _make_case(case, Path("."))
+        scene = make_case(case, Path("."))
         times: dict[str, list[float]] = {"torch": [], "cpu extension": []}
         for _ in range(args.repeats):
             for path in times:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,13 +9,15 @@ import pytest
 import splat  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads its OpenMP runtime)
 import torch
 
+from splat.shared_data import shared_data_dir
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """Real scenes: $SPLAT_DATA, default ../shared/data beside the repository."""
-    path = Path(os.environ.get("SPLAT_DATA", REPO.parent / "shared" / "data"))
+    path = shared_data_dir()
     if not path.is_dir():
         pytest.skip(f"real data not found at {path} (set SPLAT_DATA)")
     return path
@@ -95,3 +96,8 @@ def train_quality():
 @pytest.fixture
 def raster_timeline():
     return load_benchmark("raster_timeline")
+
+
+@pytest.fixture
+def ratio_by_size():
+    return load_benchmark("ratio_by_size")

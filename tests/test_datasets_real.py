@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,9 @@ import pytest
 import torch
 
 import splat.datasets as D
+from splat.shared_data import shared_data_dir
 
-DATA = Path(os.environ.get("SPLAT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA = shared_data_dir()
 
 
 def scene_dir(name: str) -> Path:

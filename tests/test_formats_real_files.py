@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 import splat
+from splat.shared_data import shared_data_dir
 
-DATA = Path(os.environ.get("SPLAT_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA = shared_data_dir()
 SPLATS = DATA / "splats"
 
 # name -> (splats, SH degree, antialiased)

@@ -153,3 +153,45 @@ def test_scheduler_drops_stale_requests_and_settles_full():
     assert rendered[-1] == (39.0, (400, 300)), "the last frame is the newest camera, full resolution"
     assert any(size != (400, 300) for _, size in rendered[:-1]), "no reduced frame while moving"
     assert sent[-1].full and sent[-1].seq == 40
+
+
+def test_scheduler_sends_nothing_once_stopped():
+    """A browser that leaves mid-render: viser closes its connection, then the
+    disconnect callback stops the client's scheduler. The frame in flight must
+    not be sent to the dead connection (viser warns: "Queued a ... on a closed
+    connection")."""
+    started, sent = threading.Event(), []
+
+    def render(state, size):
+        started.set()
+        time.sleep(0.2)
+        return np.zeros((size[1], size[0], 3), np.uint8)
+
+    sched = FrameScheduler(render, sent.append)
+    sched.request(CameraState((1.0, 0, 0, 0), (0.0, 0.0, 0.0), 1.0, 40, 30), full=True)
+    assert started.wait(5.0)
+    sched.stop()  # returns once the thread is done with the frame in flight
+    assert sent == [] and sched.frames == 0
+
+
+def test_server_stop_ends_its_status_updates_first(scene):
+    """The status text is a GUI element: written after the server stopped, it
+    only draws viser's "Queued a GuiUpdateMessage on a closed connection"
+    warning. stop() must end the status thread before the server."""
+    import types
+    import warnings
+
+    from splat.viewer.render import Frame
+    from splat.viewer.server import ViewerServer
+
+    v = ViewerServer(scene, host="127.0.0.1", port=0, verbose=False)
+    time.sleep(0.7)  # the status loop has shown "waiting for a browser"
+    # a client's frame counters: the loop's next pass has new text to show
+    frame = Frame(np.zeros((30, 40, 3), np.uint8), None, 1, True, 0.01)
+    v._schedulers[7] = types.SimpleNamespace(last_frame=frame, frames=1, dropped=0, last_error=None, stop=lambda: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        v.stop()
+        time.sleep(0.7)  # past the loop's next pass
+    assert not v._status_thread.is_alive()
+    assert [str(w.message) for w in caught if "closed connection" in str(w.message)] == []

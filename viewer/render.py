@@ -359,6 +359,8 @@ class FrameScheduler:
                     self._done_seq = max(self._done_seq, seq)
                     self._full_seq = max(self._full_seq, seq)
                 continue
+            if self._stop:  # the client left while this frame rendered: its connection is closed
+                return
             seconds = time.perf_counter() - t0
             self.controller.record(size[0] * size[1], seconds)
             frame = Frame(image, state, seq, full or scale >= 1.0, seconds)

@@ -112,6 +112,7 @@ class ViewerServer:
         self.path = CameraPath()
         self.last_screenshot: np.ndarray | None = None
         self._closed = False
+        self._closing = threading.Event()  # wakes the status loop to end
 
         self.requested_port = port
         self.port_was_busy = not _port_free(host if host not in ("0.0.0.0", "") else "0.0.0.0", port)
@@ -202,7 +203,9 @@ class ViewerServer:
         return to_uint8(render_view(prep, state, mode or self.render_mode, self.background, size))
 
     def _send(self, client, frame: Frame) -> None:
-        if self.renderer != "server" or self._closed:
+        # viser lists a client until just after closing its connection; a frame
+        # for one that has left would only draw a warning
+        if self.renderer != "server" or self._closed or client.client_id not in self.server.get_clients():
             return
         client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=self.jpeg_quality)
 
@@ -365,8 +368,7 @@ class ViewerServer:
 
     def _status_loop(self) -> None:
         last = None
-        while not self._closed:
-            time.sleep(0.5)
+        while not self._closing.wait(0.5):
             lines = []
             for cid, s in list(self._schedulers.items()):
                 f = s.last_frame
@@ -489,6 +491,9 @@ class ViewerServer:
         if self._closed:
             return
         self._closed = True
+        # the status text is a GUI element: no writes once the server stops
+        self._closing.set()
+        self._status_thread.join(timeout=5.0)
         for sched in list(self._schedulers.values()):
             sched.stop()
         with contextlib.redirect_stdout(io.StringIO()):

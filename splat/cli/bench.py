@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from splat.errors import SplatError
+from splat.shared_data import shared_data_dir
 
 
 def _gaussian_pixel_pairs(meta) -> int:
@@ -52,13 +53,29 @@ def _bird_scene(data_dir: Path) -> dict:
     )  # fmt: skip
 
 
-def _make_case(case: str, data_dir: Path) -> dict:
+# The procedural cases: Gaussians, width, height.
+CASE_SIZES = {"a": (100_000, 400, 400), "b": (1_000_000, 800, 800), "small": (5_000, 128, 128)}
+
+
+def _case_size(case: str) -> tuple[int, int, int]:
+    """A named case's size, or "N@WxH" (e.g. "20000@256x256"): N Gaussians of the same scene at W x H."""
+    if case in CASE_SIZES:
+        return CASE_SIZES[case]
+    try:
+        n, size = case.split("@")
+        w, h = size.split("x")
+        return int(n), int(w), int(h)
+    except ValueError:
+        raise SplatError(f"unknown benchmark case {case!r}: use one of {', '.join(CASE_SIZES)}, bird or N@WxH") from None
+
+
+def make_case(case: str, data_dir: Path) -> dict:
+    """A bench case's `rasterize` arguments: bird from data_dir, else the procedural scene (see _case_size)."""
     from splat import procedural
 
-    sizes = {"a": (100_000, 400, 400), "b": (1_000_000, 800, 800), "small": (5_000, 128, 128)}
     if case == "bird":
         return _bird_scene(data_dir)
-    n, w, h = sizes[case]
+    n, w, h = _case_size(case)
     scene = procedural.surface_scene(n, seed=1)
     return dict(scene, viewmats=procedural.orbit_camera(30.0)[None], Ks=procedural.intrinsics(w, h)[None],
                 width=w, height=h)  # fmt: skip
@@ -107,7 +124,7 @@ def run_case(case: str, backend: str, repeats: int, data_dir: str, threads: int,
     import torch
 
     torch.set_num_threads(threads)
-    scene = _make_case(case, Path(data_dir))
+    scene = make_case(case, Path(data_dir))
 
     def runs(at_least: int, seconds: float):
         """(forward s, backward s) of each run, and the last run's meta (older ones are freed)."""
@@ -160,7 +177,7 @@ class BenchRaster:
     """Timed repetitions per case at least (more while under a second; after warm-up runs); the median is reported."""
     threads: int = 0
     """CPU threads (0: all cores)."""
-    data: Path = Path(os.environ.get("SPLAT_DATA", "../shared/data"))
+    data: Path = shared_data_dir()
     """Folder with the real scenes (needs bird/ for the SfM case)."""
     json_out: Path | None = None
     """Also write all results as JSON here."""
