@@ -111,8 +111,7 @@ class ViewerServer:
         self._splats_dirty = True
         self.path = CameraPath()
         self.last_screenshot: np.ndarray | None = None
-        self._closed = False
-        self._closing = threading.Event()  # wakes the status loop to end
+        self._closed = threading.Event()  # set by stop(); also wakes the status loop to end
 
         self.requested_port = port
         self.port_was_busy = not _port_free(host if host not in ("0.0.0.0", "") else "0.0.0.0", port)
@@ -205,7 +204,7 @@ class ViewerServer:
     def _send(self, client, frame: Frame) -> None:
         # viser lists a client until just after closing its connection; a frame
         # for one that has left would only draw a warning
-        if self.renderer != "server" or self._closed or client.client_id not in self.server.get_clients():
+        if self.renderer != "server" or self._closed.is_set() or client.client_id not in self.server.get_clients():
             return
         client.scene.set_background_image(frame.image, format="jpeg", jpeg_quality=self.jpeg_quality)
 
@@ -368,7 +367,7 @@ class ViewerServer:
 
     def _status_loop(self) -> None:
         last = None
-        while not self._closing.wait(0.5):
+        while not self._closed.wait(0.5):
             lines = []
             for cid, s in list(self._schedulers.items()):
                 f = s.last_frame
@@ -465,7 +464,7 @@ class ViewerServer:
         from PIL import Image
 
         for i, fr in self._frustums:
-            if self._closed:
+            if self._closed.is_set():
                 return
             try:
                 img = self.data.image(i)  # [H, W, 3] float in [0, 1]
@@ -488,11 +487,10 @@ class ViewerServer:
             self.stop()
 
     def stop(self) -> None:
-        if self._closed:
+        if self._closed.is_set():
             return
-        self._closed = True
         # the status text is a GUI element: no writes once the server stops
-        self._closing.set()
+        self._closed.set()
         self._status_thread.join(timeout=5.0)
         for sched in list(self._schedulers.values()):
             sched.stop()
