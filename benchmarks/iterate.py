@@ -27,7 +27,7 @@ DATA = shared_data_dir()
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", default="a", help="a splat bench raster case: small, a, b, bird")
+    parser.add_argument("--case", default="a", help="a splat bench raster case: small, a, b, bird, or N@WxH")
     parser.add_argument("--backend", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=15.0, help="how long to iterate (after one warm-up run)")

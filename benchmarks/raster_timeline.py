@@ -82,7 +82,7 @@ def timeline(case: str, iterations: int, warmup: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", default="small", help="a splat bench raster case: small, a, b, bird")
+    parser.add_argument("--case", default="small", help="a splat bench raster case: small, a, b, bird, or N@WxH")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)

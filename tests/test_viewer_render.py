@@ -195,3 +195,22 @@ def test_server_stop_ends_its_status_updates_first(scene):
         time.sleep(0.7)  # past the loop's next pass
     assert not v._status_thread.is_alive()
     assert [str(w.message) for w in caught if "closed connection" in str(w.message)] == []
+
+
+def test_server_sends_no_frame_to_a_client_viser_no_longer_lists(scene):
+    """Between viser closing a connection and our disconnect callback stopping
+    its scheduler, a finished frame must not go to the closed connection."""
+    import types
+
+    from splat.viewer.render import Frame
+    from splat.viewer.server import ViewerServer
+
+    v = ViewerServer(scene, host="127.0.0.1", port=0, verbose=False)
+    try:
+        sent = []
+        gone = types.SimpleNamespace(client_id=12345, scene=types.SimpleNamespace(
+            set_background_image=lambda image, **kw: sent.append(image)))  # fmt: skip
+        v._send(gone, Frame(np.zeros((30, 40, 3), np.uint8), None, 1, True, 0.01))
+        assert sent == []
+    finally:
+        v.stop()
